@@ -1,0 +1,3 @@
+from auditrelay.cli import main
+
+main()

@@ -1,0 +1,137 @@
+"""The ASGI application: routes, error mapping, and the lifetime of the delivery loops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from auditrelay import __version__
+from auditrelay.api import destinations, ingest, log_browse, problems
+from auditrelay.api.auth import Authenticator
+from auditrelay.config import Settings
+from auditrelay.delivery import DeliverySupervisor
+from auditrelay.destinations.service import DestinationService
+from auditrelay.log import Wakeups
+from auditrelay.log.wakeups import PostgresListener
+from auditrelay.security.secrets import SecretBox
+from auditrelay.store import Database, upgrade_to_head
+from auditrelay.store.destination_rows import DestinationRows
+
+log = logging.getLogger(__name__)
+
+#: Admin bodies are small; anything bigger is a mistake or an attack.
+ADMIN_BODY_LIMIT = 256 * 1024
+
+
+class AdminBodyLimit:
+    """Refuse oversized bodies on every route but ingest (which enforces its own limit)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == "/api/v1/events":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > ADMIN_BODY_LIMIT:
+                response = problems.problem(
+                    413, "Payload too large", f"request bodies here are limited to {ADMIN_BODY_LIMIT} bytes"
+                )
+                await response(scope, receive, send)
+                return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > ADMIN_BODY_LIMIT:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            response = problems.problem(
+                413, "Payload too large", f"request bodies here are limited to {ADMIN_BODY_LIMIT} bytes"
+            )
+            await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings)
+        await asyncio.to_thread(upgrade_to_head, db)
+        rows = DestinationRows(SecretBox.from_settings(settings.secret_key, settings.data_dir))
+        wakeups = Wakeups()
+        supervisor = DeliverySupervisor(db, rows, wakeups, settings)
+        app.state.settings = settings
+        app.state.db = db
+        app.state.wakeups = wakeups
+        app.state.auth = Authenticator(db)
+        app.state.destinations = DestinationService(db, rows, wakeups, settings, on_change=supervisor.poke)
+        listener = None
+        if db.is_postgresql:
+            conninfo = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            listener = PostgresListener(conninfo, wakeups, asyncio.get_running_loop())
+            listener.start()
+        await supervisor.start()
+        log.info("auditrelay %s ready on %s", __version__, "PostgreSQL" if db.is_postgresql else "SQLite")
+        try:
+            yield
+        finally:
+            await supervisor.stop()
+            if listener:
+                listener.stop()
+            db.dispose()
+
+    app = FastAPI(
+        title="auditrelay",
+        version=__version__,
+        description="Streams audit events to SIEMs: Splunk HEC, Sumo Logic and any HTTP endpoint taking JSON.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(AdminBodyLimit)
+    problems.install(app)
+    app.include_router(ingest.router)
+    app.include_router(log_browse.router)
+    app.include_router(destinations.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> Response:
+        db: Database = request.app.state.db
+
+        def ping() -> None:
+            with db.read() as conn:
+                conn.exec_driver_sql("SELECT 1")
+
+        try:
+            await db.run(ping)
+        except Exception as exc:
+            return JSONResponse({"status": "unavailable", "error": str(exc)[:300]}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,71 @@
+"""Admin routes for streaming destinations."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from auditrelay.api.auth import require_admin
+from auditrelay.destinations.service import DestinationService, RequestContext
+from auditrelay.destinations.settings import DestinationCreate, DestinationPatch
+from auditrelay.security.tokens import Principal
+
+router = APIRouter(prefix="/api/v1/destinations", tags=["destinations"])
+Admin = Annotated[Principal, Depends(require_admin)]
+
+
+def _service(request: Request) -> DestinationService:
+    service: DestinationService = request.app.state.destinations
+    return service
+
+
+def _context(request: Request) -> RequestContext:
+    return RequestContext(
+        ip_address=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+    )
+
+
+@router.post("", status_code=201, summary="Add a destination")
+async def create_destination(request: Request, body: DestinationCreate, principal: Admin) -> dict[str, Any]:
+    return await _service(request).create(principal, body, _context(request))
+
+
+@router.get("", summary="List destinations with their status")
+async def list_destinations(request: Request, principal: Admin) -> dict[str, Any]:
+    return {"destinations": await _service(request).list(principal)}
+
+
+@router.get("/{destination_id}", summary="One destination with its status")
+async def get_destination(request: Request, destination_id: str, principal: Admin) -> dict[str, Any]:
+    return await _service(request).get(principal, destination_id)
+
+
+@router.patch("/{destination_id}", summary="Change settings (all but the verification token)")
+async def update_destination(
+    request: Request, destination_id: str, body: DestinationPatch, principal: Admin
+) -> dict[str, Any]:
+    return await _service(request).update(principal, destination_id, body, _context(request))
+
+
+@router.delete("/{destination_id}", status_code=204, summary="Delete a destination")
+async def delete_destination(request: Request, destination_id: str, principal: Admin) -> Response:
+    await _service(request).delete(principal, destination_id, _context(request))
+    return Response(status_code=204)
+
+
+@router.post("/{destination_id}/pause", summary="Pause delivery; the position is kept")
+async def pause_destination(request: Request, destination_id: str, principal: Admin) -> dict[str, Any]:
+    return await _service(request).set_active(principal, destination_id, False, _context(request))
+
+
+@router.post("/{destination_id}/resume", summary="Resume delivery from where it stopped")
+async def resume_destination(request: Request, destination_id: str, principal: Admin) -> dict[str, Any]:
+    return await _service(request).set_active(principal, destination_id, True, _context(request))
+
+
+@router.post("/{destination_id}/test", summary="Send one test event now and report the answer")
+async def test_destination(request: Request, destination_id: str, principal: Admin) -> dict[str, Any]:
+    return await _service(request).send_test(principal, destination_id)

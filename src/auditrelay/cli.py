@@ -1,0 +1,96 @@
+"""`auditrelay serve | migrate | token create`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from auditrelay.config import Settings
+from auditrelay.errors import ConfigurationError
+from auditrelay.security.tokens import Role, count_tokens, create_token
+from auditrelay.store import Database, upgrade_to_head
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="auditrelay", description="Stream audit events to SIEMs.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="migrate the store if needed and run the service")
+    commands.add_parser("migrate", help="upgrade the database schema in place")
+    token = commands.add_parser("token", help="manage API tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    create = token_commands.add_parser("create", help="create a token and print it alone on stdout")
+    create.add_argument("--role", choices=[r.value for r in Role], required=True)
+    create.add_argument("--name", default=None)
+    create.add_argument("--org", default=None, help="scope the token to one organization")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings()
+    except Exception as exc:  # pydantic's message names the variable and the problem
+        sys.exit(f"auditrelay: invalid configuration: {exc}")
+    try:
+        if args.command == "serve":
+            serve(settings)
+        elif args.command == "migrate":
+            database = Database(settings)
+            upgrade_to_head(database)
+            database.dispose()
+            print("database is at the latest schema", file=sys.stderr)
+        elif args.command == "token":
+            database = Database(settings)
+            upgrade_to_head(database)
+            with database.write() as conn:
+                secret = create_token(conn, Role(args.role), args.name or f"{args.role} token (cli)", args.org)
+            database.dispose()
+            print(secret)
+    except ConfigurationError as exc:
+        sys.exit(f"auditrelay: {exc.detail}")
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    from auditrelay.api import create_app
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    database = Database(settings)
+    upgrade_to_head(database)
+    if settings.create_initial_tokens:
+        _first_start_tokens(database, settings.data_dir)
+    database.dispose()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _first_start_tokens(database: Database, data_dir: Path) -> None:
+    """On the very first start, create one admin and one ingest token and show them once."""
+    with database.write() as conn:
+        if count_tokens(conn) > 0:
+            return
+        admin = create_token(conn, Role.ADMIN, "initial admin token")
+        ingest = create_token(conn, Role.INGEST, "initial ingest token")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name, value in (("admin.token", admin), ("ingest.token", ingest)):
+        path = data_dir / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value + "\n")
+        os.chmod(path, 0o600)
+    print(
+        "\nauditrelay: first start, two API tokens were created. They are shown once here and saved\n"
+        f"with mode 0600 under {data_dir.resolve()}:\n"
+        f"  admin token  ({data_dir / 'admin.token'}):  {admin}\n"
+        f"  ingest token ({data_dir / 'ingest.token'}): {ingest}\n",
+        flush=True,
+    )

@@ -1,0 +1,71 @@
+"""Settings from the environment, validated once at start-up and passed down.
+
+No other module reads the environment: the one `Settings` object built here is handed to
+the store, the API and the delivery supervisor.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AUDITRELAY_", extra="ignore")
+
+    data_dir: Path = Path("./var")
+    #: `sqlite:///path` or `postgresql://user@host/db`; empty means SQLite in `data_dir`.
+    database_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = Field(default=8700, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    #: Refuse destination URLs that resolve to loopback/private/link-local/metadata
+    #: addresses unless explicitly allowed (tests and lab setups turn this on).
+    allow_private_destinations: bool = False
+
+    max_events_per_request: int = Field(default=1000, ge=1)
+    max_request_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+
+    #: Key (urlsafe base64, 32 bytes) encrypting secrets at rest; generated into
+    #: `data_dir/secret.key` on first start when not given.
+    secret_key: str = ""
+
+    #: SQLite `synchronous` pragma. FULL makes each accepted batch survive power loss,
+    #: not only a process crash; NORMAL trades that for speed.
+    sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"
+
+    # Delivery tuning (per-destination settings override the batch ones).
+    retry_initial_seconds: float = Field(default=1.0, gt=0)
+    retry_max_seconds: float = Field(default=300.0, gt=0)
+    unauthorized_retry_seconds: float = Field(default=60.0, gt=0)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    request_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: How often each process re-reads the destination list (changes made by other
+    #: processes) and polls for events as a safety net behind the wake-ups.
+    resync_seconds: float = Field(default=2.0, gt=0)
+    create_initial_tokens: bool = True
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
+            raise ValueError("database_url must start with sqlite:// or postgresql://")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL, with the driver we ship named explicitly."""
+        url = self.database_url or f"sqlite:///{(self.data_dir / 'auditrelay.db').resolve()}"
+        if url.startswith("postgres://"):
+            url = "postgresql://" + url[len("postgres://") :]
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")

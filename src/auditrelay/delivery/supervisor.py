@@ -1,0 +1,90 @@
+"""Keeps one delivery loop running per active destination, in step with the database.
+
+Admin changes poke the supervisor at once; a periodic resync also catches changes made by
+other processes. A destination's `version` changes with every edit, and its loop is
+restarted with the new settings (it resumes from its committed cursor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from auditrelay.config import Settings
+from auditrelay.delivery.worker import DestinationWorker
+from auditrelay.log import Wakeups
+from auditrelay.store import Database
+from auditrelay.store.destination_rows import DestinationRows
+
+log = logging.getLogger(__name__)
+
+
+class DeliverySupervisor:
+    def __init__(self, db: Database, rows: DestinationRows, wakeups: Wakeups, settings: Settings) -> None:
+        self._db = db
+        self._rows = rows
+        self._wakeups = wakeups
+        self._settings = settings
+        self._workers: dict[str, tuple[DestinationWorker, asyncio.Task[None]]] = {}
+        self._poke = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self.resync()
+        self._task = asyncio.create_task(self._resync_forever(), name="delivery-supervisor")
+
+    def poke(self) -> None:
+        """Something changed: resync now rather than at the next tick."""
+        self._poke.set()
+
+    async def resync(self) -> None:
+        async with self._lock:
+            versions = await self._db.run(self._versions)
+            for destination_id, (worker, task) in list(self._workers.items()):
+                wanted = versions.get(destination_id)
+                if wanted is None or not wanted[1] or wanted[0] != worker.version or task.done():
+                    await self._stop_worker(destination_id)
+            for destination_id, (_version, active) in versions.items():
+                if active and destination_id not in self._workers:
+                    destination = await self._db.run(self._load, destination_id)
+                    if destination is None or not destination.active:
+                        continue
+                    worker = DestinationWorker(destination, self._db, self._rows, self._wakeups, self._settings)
+                    task = asyncio.create_task(worker.run(), name=f"deliver-{destination_id}")
+                    self._workers[destination_id] = (worker, task)
+
+    async def stop(self) -> None:
+        """Stop every loop; each commits what it delivered before it goes."""
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        async with self._lock:
+            await asyncio.gather(*(self._stop_worker(d) for d in list(self._workers)))
+
+    async def _resync_forever(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._settings.resync_seconds):
+                    await self._poke.wait()
+            self._poke.clear()
+            try:
+                await self.resync()
+            except Exception:
+                log.exception("could not resync destinations; trying again shortly")
+
+    async def _stop_worker(self, destination_id: str) -> None:
+        _worker, task = self._workers.pop(destination_id)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+    def _versions(self) -> dict[str, tuple[int, bool]]:
+        with self._db.read() as conn:
+            return self._rows.versions(conn)
+
+    def _load(self, destination_id: str):  # type: ignore[no-untyped-def]
+        with self._db.read() as conn:
+            return self._rows.get(conn, destination_id)

@@ -1,0 +1,142 @@
+"""The interface every destination kind implements, and what they share.
+
+A kind knows how to render a batch of stored events into HTTP requests and how to read
+the answer. It knows nothing of cursors, retries or scheduling: that is `delivery/`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from auditrelay import __version__
+from auditrelay.destinations.model import BatchSettings, Destination
+from auditrelay.log import StoredEvent
+
+STREAMING_TOKEN_HEADER = "X-Auditrelay-Streaming-Token"
+USER_AGENT = f"auditrelay/{__version__}"
+
+
+class Outcome(Enum):
+    DELIVERED = "delivered"
+    #: Try the same request again later (connection errors, timeouts, 408, 429, 5xx).
+    RETRY = "retry"
+    #: 401/403: the credentials are wrong; retry slowly, never drop.
+    UNAUTHORIZED = "unauthorized"
+    #: Another 4xx: the destination refuses this content.
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    outcome: Outcome
+    message: str
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingRequest:
+    url: str
+    headers: dict[str, str]
+    content: bytes
+    events: Sequence[StoredEvent]
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DestinationKind(ABC):
+    name: ClassVar[str]
+    title: ClassVar[str]
+    options_model: ClassVar[type[BaseModel]] = NoOptions
+    #: The URL holds a credential (Sumo Logic): encrypted, and masked in every answer.
+    url_is_secret: ClassVar[bool] = False
+    token_required: ClassVar[bool] = False
+    token_allowed: ClassVar[bool] = True
+    default_batch: ClassVar[BatchSettings] = BatchSettings(max_events=500, max_bytes=1_000_000, linger_ms=10)
+
+    def check(self, destination: Destination) -> list[tuple[str, str]]:
+        """Kind-specific settings problems as (field, message); empty when valid."""
+        problems: list[tuple[str, str]] = []
+        if self.token_required and not destination.token:
+            problems.append(("token", f"is required for {self.name} destinations"))
+        if not self.token_allowed and destination.token:
+            problems.append(("token", f"{self.name} destinations take no token"))
+        return problems
+
+    @abstractmethod
+    def requests(self, destination: Destination, batch: Sequence[StoredEvent]) -> Iterator[OutgoingRequest]:
+        """Render events (already filtered, in log order) into one or more requests, in order."""
+
+    def verdict(self, status: int, headers: dict[str, str], body: bytes) -> Verdict:
+        """Classify an HTTP answer. Only 2xx counts as delivered; redirects are not followed."""
+        return classify_status(status, headers, body)
+
+    def base_headers(self, destination: Destination, content_type: str) -> dict[str, str]:
+        headers = {h.name: h.value for h in destination.headers}
+        headers["User-Agent"] = USER_AGENT
+        headers["Content-Type"] = destination.content_type or content_type
+        headers[STREAMING_TOKEN_HEADER] = destination.verification_token
+        return headers
+
+
+def classify_status(status: int, headers: dict[str, str], body: bytes) -> Verdict:
+    message = f"HTTP {status}" + (f": {_snippet(body)}" if body else "")
+    if 200 <= status < 300:
+        return Verdict(Outcome.DELIVERED, f"HTTP {status}")
+    if status in (401, 403):
+        return Verdict(Outcome.UNAUTHORIZED, message)
+    if status in (408, 429) or status >= 500:
+        return Verdict(Outcome.RETRY, message, parse_retry_after(headers.get("retry-after")))
+    if 300 <= status < 400:
+        location = headers.get("location", "")
+        return Verdict(Outcome.RETRY, f"HTTP {status} redirect to {location!r} (redirects are not followed)")
+    return Verdict(Outcome.REJECTED, message)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def split_batch(
+    events: Sequence[StoredEvent], max_events: int, max_bytes: int, overhead: int = 0
+) -> Iterator[list[StoredEvent]]:
+    """Cut events into runs within both limits; an event larger than max_bytes goes alone."""
+    current: list[StoredEvent] = []
+    size = 0
+    for event in events:
+        event_size = len(event.body) + overhead
+        if current and (len(current) >= max_events or size + event_size > max_bytes):
+            yield current
+            current, size = [], 0
+        current.append(event)
+        size += event_size
+    if current:
+        yield current
+
+
+def _snippet(body: bytes, limit: int = 300) -> str:
+    text = body[:limit].decode("utf-8", "replace").strip()
+    return text + ("..." if len(body) > limit else "")
+
+
+def json_options(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(exclude_none=True)

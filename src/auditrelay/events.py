@@ -1,0 +1,284 @@
+"""The native audit event: parsing, validation, normalisation.
+
+An event is validated once, at ingest, and serialised once: the bytes stored in the log are
+the bytes every destination receives (wrapped, for Splunk, in a HEC envelope). Validation is
+hand-written rather than driven by a generic JSON Schema engine because ingest is the hot path
+(tens of thousands of events a second) and because the producer deserves one precise message
+per field. `schema/event.schema.json` states the same rules for producers; a test checks that
+the two agree on a corpus of good and bad events.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import orjson
+
+from auditrelay.errors import FieldError, MalformedRequest, PayloadTooLarge, ValidationError
+
+TOP_LEVEL_KEYS = ("id", "action", "actor", "context", "timestamp", "details", "entity", "target")
+ACTOR_TYPES = ("user", "service", "system", "anonymous")
+ACTION_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+MAX_ACTION_LENGTH = 200
+MAX_STRING_LENGTH = 4096
+_UUID_PATTERN = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_CANONICAL_TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+@dataclass(frozen=True, slots=True)
+class ValidEvent:
+    """An accepted event, ready to append: the indexed columns and the serialised body."""
+
+    id: str
+    action: str
+    entity_path: str | None
+    occurred_at_ms: int
+    body: bytes
+
+
+def event_schema() -> dict[str, Any]:
+    """The published JSON Schema of the native format (also served by the API)."""
+    text = resources.files("auditrelay").joinpath("schema/event.schema.json").read_bytes()
+    result: dict[str, Any] = orjson.loads(text)
+    return result
+
+
+def parse_body(raw: bytes, content_type: str | None, max_events: int) -> list[Any]:
+    """Decode a request body into a list of raw event values.
+
+    Accepts one JSON object, a JSON array of objects, or NDJSON (one object per line) when
+    the content type says so. Raises `MalformedRequest` with the line/position when the
+    bytes are not JSON, and `PayloadTooLarge` past `max_events`.
+    """
+    media_type = (content_type or "application/json").split(";", 1)[0].strip().lower()
+    if media_type in ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-seq"):
+        items: list[Any] = []
+        for line_number, line in enumerate(raw.split(b"\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                items.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                raise MalformedRequest(f"line {line_number} is not valid JSON: {exc}") from exc
+            if len(items) > max_events:
+                break
+    elif media_type in ("application/json", "text/json", "text/plain") or media_type.endswith("+json"):
+        if not raw.strip():
+            raise MalformedRequest("the request body is empty; send one event, a JSON array or NDJSON")
+        try:
+            decoded = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedRequest(f"the body is not valid JSON: {exc}") from exc
+        items = decoded if isinstance(decoded, list) else [decoded]
+    else:
+        from auditrelay.errors import UnsupportedMediaType
+
+        raise UnsupportedMediaType(
+            f"Content-Type {media_type!r} is not accepted; use application/json or application/x-ndjson"
+        )
+    if not items:
+        raise ValidationError("the request holds no events", [FieldError("", "at least one event is required")])
+    if len(items) > max_events:
+        raise PayloadTooLarge(f"at most {max_events} events are accepted per request")
+    return items
+
+
+def validate_events(items: list[Any], now: datetime | None = None) -> list[ValidEvent]:
+    """Validate every item; all-or-nothing: any error rejects the whole batch with all errors."""
+    received = now or datetime.now(UTC)
+    errors: list[FieldError] = []
+    valid: list[ValidEvent] = []
+    for index, item in enumerate(items):
+        event_errors: list[FieldError] = []
+        event = _validate_one(item, index, received, event_errors)
+        if event_errors:
+            errors.extend(event_errors)
+        elif event is not None:
+            valid.append(event)
+    if errors:
+        plural = "s" if len(items) > 1 else ""
+        raise ValidationError(
+            f"{len({e.index for e in errors})} of {len(items)} event{plural} invalid; nothing was stored",
+            errors,
+        )
+    return valid
+
+
+def _validate_one(item: Any, index: int, received: datetime, errors: list[FieldError]) -> ValidEvent | None:
+    def fail(field: str, message: str) -> None:
+        errors.append(FieldError(field=field, message=message, index=index))
+
+    if not isinstance(item, dict):
+        fail("", f"an event must be a JSON object, not {_json_type(item)}")
+        return None
+    for key in item:
+        if key not in TOP_LEVEL_KEYS:
+            fail(key, f"unknown field {key!r}; allowed fields are {', '.join(TOP_LEVEL_KEYS)}")
+
+    event_id = _check_id(item.get("id"), fail)
+    action = item.get("action")
+    if action is None:
+        fail("action", "is required")
+    elif not isinstance(action, str):
+        fail("action", f"must be a string, not {_json_type(action)}")
+    elif len(action) > MAX_ACTION_LENGTH or not ACTION_PATTERN.match(action):
+        fail("action", "must be lowercase dotted words such as 'document.create' (a-z, 0-9, _)")
+
+    _check_actor(item.get("actor"), fail)
+    _check_context(item.get("context"), fail)
+    entity_path = _check_entity(item.get("entity"), fail)
+    _check_target(item.get("target"), fail)
+    timestamp, occurred_ms = _check_timestamp(item.get("timestamp"), received, fail)
+    if errors:
+        return None
+
+    normalised = {"id": event_id, **item}
+    normalised["id"] = event_id
+    normalised["timestamp"] = timestamp
+    assert isinstance(action, str)
+    return ValidEvent(
+        id=event_id,
+        action=action,
+        entity_path=entity_path,
+        occurred_at_ms=occurred_ms,
+        body=orjson.dumps(normalised),
+    )
+
+
+def _check_id(value: Any, fail: Any) -> str:
+    if value is None:
+        return str(uuid.uuid4())
+    if not isinstance(value, str):
+        fail("id", f"must be a UUID string, not {_json_type(value)}")
+        return ""
+    if _UUID_PATTERN.match(value):
+        return value.lower()
+    fail("id", f"must be a UUID such as '806ed0d9-7d25-4df2-9a6c-f7d2f6b8dba6', got {value[:60]!r}")
+    return ""
+
+
+def _check_actor(actor: Any, fail: Any) -> None:
+    if actor is None:
+        fail("actor", "is required: who did it, for example {'type': 'user', 'user': {'id': 146}}")
+        return
+    if not isinstance(actor, dict):
+        fail("actor", f"must be an object, not {_json_type(actor)}")
+        return
+    actor_type = actor.get("type")
+    if actor_type not in ACTOR_TYPES:
+        fail("actor.type", f"must be one of {', '.join(ACTOR_TYPES)}")
+    user = actor.get("user")
+    if actor_type == "user" and user is None:
+        fail("actor.user", "is required when actor.type is 'user'")
+    if user is not None:
+        if not isinstance(user, dict):
+            fail("actor.user", f"must be an object, not {_json_type(user)}")
+        else:
+            _check_scalar_id(user.get("id"), "actor.user.id", fail)
+            for key in ("email", "name"):
+                _check_optional_string(user.get(key), f"actor.user.{key}", fail)
+
+
+def _check_context(context: Any, fail: Any) -> None:
+    if context is None:
+        return
+    if not isinstance(context, dict):
+        fail("context", f"must be an object, not {_json_type(context)}")
+        return
+    ip = context.get("ip_address")
+    if ip is not None:
+        if not isinstance(ip, str):
+            fail("context.ip_address", f"must be a string, not {_json_type(ip)}")
+        else:
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                fail("context.ip_address", f"is not an IPv4 or IPv6 address: {ip[:60]!r}")
+    for key in ("user_agent", "session_id"):
+        _check_optional_string(context.get(key), f"context.{key}", fail)
+    site = context.get("site")
+    if site is not None and not isinstance(site, dict):
+        fail("context.site", f"must be an object, not {_json_type(site)}")
+
+
+def _check_entity(entity: Any, fail: Any) -> str | None:
+    if entity is None:
+        return None
+    if not isinstance(entity, dict):
+        fail("entity", f"must be an object, not {_json_type(entity)}")
+        return None
+    _check_optional_string(entity.get("type"), "entity.type", fail)
+    _check_scalar_id(entity.get("id"), "entity.id", fail)
+    path = entity.get("path")
+    _check_optional_string(path, "entity.path", fail)
+    return path.strip("/") if isinstance(path, str) else None
+
+
+def _check_target(target: Any, fail: Any) -> None:
+    if target is None:
+        return
+    if not isinstance(target, dict):
+        fail("target", f"must be an object, not {_json_type(target)}")
+        return
+    _check_optional_string(target.get("type"), "target.type", fail)
+    _check_scalar_id(target.get("id"), "target.id", fail)
+    _check_optional_string(target.get("name"), "target.name", fail)
+
+
+def _check_timestamp(value: Any, received: datetime, fail: Any) -> tuple[str, int]:
+    if value is None:
+        moment = received
+    elif not isinstance(value, str):
+        fail("timestamp", f"must be an RFC 3339 string, not {_json_type(value)}")
+        return "", 0
+    else:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            fail("timestamp", f"must be RFC 3339, such as '2024-11-13T06:00:51.518Z', got {value[:60]!r}")
+            return "", 0
+        if moment.tzinfo is None or "T" not in value.upper():
+            fail("timestamp", "must be RFC 3339 with a date, a time and a UTC offset (for example 'Z')")
+            return "", 0
+        if _CANONICAL_TS.match(value):
+            return value, int(moment.timestamp() * 1000)
+    utc = moment.astimezone(UTC)
+    millis = utc.microsecond // 1000
+    text = utc.strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z"
+    return text, int(utc.timestamp()) * 1000 + millis
+
+
+def _check_optional_string(value: Any, field: str, fail: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        fail(field, f"must be a string, not {_json_type(value)}")
+    elif len(value) > MAX_STRING_LENGTH:
+        fail(field, f"is longer than {MAX_STRING_LENGTH} characters")
+
+
+def _check_scalar_id(value: Any, field: str, fail: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        fail(field, f"must be a string or an integer, not {_json_type(value)}")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"

@@ -1,0 +1,123 @@
+"""SQL of the event log.
+
+Ordering guarantee: every append locks the single `log_head` row, takes the next sequence
+numbers from it and releases the lock at commit. Sequence numbers are therefore handed out
+in commit order and without gaps, on SQLite (one writer) and on PostgreSQL (row lock held to
+commit) alike, so a reader that has seen `seq = n` has seen every event with a smaller
+`seq`, and a cursor can never pass an event that commits later. The cost is that appends are
+serialised; each one is a single multi-row INSERT, so the lock is held for milliseconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, bindparam, insert, select, update
+
+from auditrelay.events import ValidEvent
+from auditrelay.store.tables import events, log_head
+
+#: Bound the IN (...) list used to find already-stored ids.
+_ID_LOOKUP_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as the delivery loop reads it: the filterable columns and the stored bytes."""
+
+    seq: int
+    org: str | None
+    action: str
+    entity_path: str | None
+    occurred_at_ms: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    stored: int
+    duplicates: int
+    head: int
+
+
+def append_events(conn: Connection, batch: Sequence[ValidEvent], org: str | None) -> AppendResult:
+    """Store the events not stored yet, in one transaction (the caller's), in order.
+
+    An event whose id is already in the log (or earlier in this batch) is skipped: the
+    producer retried, and the log keeps one copy.
+    """
+    current = conn.execute(select(log_head.c.head).where(log_head.c.id == 1).with_for_update()).scalar_one()
+    ids = [event.id for event in batch]
+    already: set[str] = set()
+    for start in range(0, len(ids), _ID_LOOKUP_CHUNK):
+        chunk = ids[start : start + _ID_LOOKUP_CHUNK]
+        already.update(conn.execute(select(events.c.id).where(events.c.id.in_(chunk))).scalars())
+    now_ms = int(time.time() * 1000)
+    rows = []
+    seq = current
+    for event in batch:
+        if event.id in already:
+            continue
+        already.add(event.id)
+        seq += 1
+        rows.append(
+            {
+                "seq": seq,
+                "id": event.id,
+                "org": org,
+                "action": event.action,
+                "entity_path": event.entity_path,
+                "occurred_at_ms": event.occurred_at_ms,
+                "received_at_ms": now_ms,
+                "body": event.body,
+            }
+        )
+    if rows:
+        conn.execute(insert(events), rows)
+        conn.execute(update(log_head).where(log_head.c.id == 1).values(head=seq))
+    return AppendResult(stored=len(rows), duplicates=len(batch) - len(rows), head=seq)
+
+
+def head_seq(conn: Connection) -> int:
+    """The sequence number of the newest committed event (0 for an empty log)."""
+    return int(conn.execute(select(log_head.c.head).where(log_head.c.id == 1)).scalar_one())
+
+
+_READ_AFTER = (
+    select(
+        events.c.seq,
+        events.c.org,
+        events.c.action,
+        events.c.entity_path,
+        events.c.occurred_at_ms,
+        events.c.body,
+    )
+    .where(events.c.seq > bindparam("cursor"))
+    .order_by(events.c.seq)
+    .limit(bindparam("limit"))
+)
+
+
+def read_after(conn: Connection, cursor: int, limit: int) -> list[StoredEvent]:
+    """The next `limit` events after `cursor`, in log order."""
+    result = conn.execute(_READ_AFTER, {"cursor": cursor, "limit": limit})
+    return [StoredEvent(*row) for row in result]
+
+
+def browse(
+    conn: Connection, after: int, limit: int, action: str | None, org: str | None
+) -> list[tuple[int, int, bytes]]:
+    """Rows (seq, received_at_ms, body) for the admin's view of the log."""
+    query = select(events.c.seq, events.c.received_at_ms, events.c.body).where(events.c.seq > after)
+    if action:
+        if action.endswith(".*"):
+            prefix = action[:-1]
+            query = query.where(events.c.action.startswith(prefix, autoescape=True))
+        else:
+            query = query.where(events.c.action == action)
+    if org is not None:
+        query = query.where(events.c.org == org)
+    rows = conn.execute(query.order_by(events.c.seq).limit(limit))
+    return [(int(r[0]), int(r[1]), bytes(r[2])) for r in rows]

@@ -1,0 +1,63 @@
+"""Refuse destination URLs that point inside the network (SSRF guard).
+
+An admin-supplied URL that resolves to loopback, private, link-local, shared or cloud
+metadata addresses could make auditrelay a proxy into the operator's network; those are
+refused unless `AUDITRELAY_ALLOW_PRIVATE_DESTINATIONS=true`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+METADATA_ADDRESSES = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+
+
+class UnsafeUrl(ValueError):
+    """The URL is malformed or points somewhere destinations may not go."""
+
+
+def check_destination_url(url: str, allow_private: bool) -> None:
+    """Raise `UnsafeUrl` with a reason an admin can act on; resolves the host (blocking)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UnsafeUrl(f"is not a valid URL: {exc}") from exc
+    if parts.scheme not in ("http", "https"):
+        raise UnsafeUrl("must start with https:// or http://")
+    if not parts.hostname:
+        raise UnsafeUrl("has no host")
+    if parts.username or parts.password:
+        raise UnsafeUrl("must not carry credentials; use the token or a custom header instead")
+    if any(ch in url for ch in "\r\n\t "):
+        raise UnsafeUrl("must not contain spaces or control characters")
+    if allow_private:
+        return
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port or 443, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        raise UnsafeUrl(f"host {parts.hostname!r} does not resolve ({exc.strerror})") from exc
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        if _is_internal(address):
+            raise UnsafeUrl(
+                f"resolves to {address}, a private, loopback, link-local or metadata address; "
+                "set AUDITRELAY_ALLOW_PRIVATE_DESTINATIONS=true to allow it"
+            )
+
+
+def _is_internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return (
+        address in METADATA_ADDRESSES
+        or address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+        or (isinstance(address, ipaddress.IPv4Address) and address in ipaddress.ip_network("100.64.0.0/10"))
+    )

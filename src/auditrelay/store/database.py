@@ -1,0 +1,102 @@
+"""The database boundary: one engine, SQLite/PostgreSQL differences kept here.
+
+Queries are plain synchronous SQLAlchemy Core, run off the event loop in a small thread
+pool (`Database.run`). One hop per transaction keeps the async side cheap and lets the CLI
+use the very same functions without an event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ParamSpec, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.pool import QueuePool
+
+from auditrelay.config import Settings
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Database:
+    def __init__(self, settings: Settings, pool_size: int = 8) -> None:
+        self.url = settings.resolved_database_url
+        self.is_sqlite = self.url.startswith("sqlite")
+        self.is_postgresql = not self.is_sqlite
+        if self.is_sqlite:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            self.engine = _sqlite_engine(self.url, settings.sqlite_synchronous, pool_size)
+        else:
+            self.engine = create_engine(
+                self.url, pool_size=pool_size, max_overflow=4, pool_pre_ping=True
+            )
+        # SQLite has one writer at a time; serialising our own writers in-process avoids
+        # spinning in SQLite's busy handler (which sleeps in coarse steps and adds latency).
+        self._sqlite_write_lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="db")
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction: BEGIN IMMEDIATE on SQLite, an ordinary one on PostgreSQL."""
+        if self.is_sqlite:
+            with self._sqlite_write_lock, self.engine.connect() as conn:
+                # `info` lives with the pooled DBAPI connection: set for this checkout only.
+                conn.info["write"] = True
+                try:
+                    with conn.begin():
+                        yield conn
+                finally:
+                    conn.info.pop("write", None)
+        else:
+            with self.engine.begin() as conn:
+                yield conn
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+            conn.rollback()
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a blocking database function in the pool, without blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    def dispose(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=False)
+        self.engine.dispose()
+
+
+def _sqlite_engine(url: str, synchronous: str, pool_size: int) -> Engine:
+    engine = create_engine(
+        url,
+        poolclass=QueuePool,
+        pool_size=pool_size,
+        max_overflow=4,
+        connect_args={"check_same_thread": False, "timeout": 30},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let us issue BEGIN ourselves (pysqlite's implicit transactions get in the way
+        # of BEGIN IMMEDIATE), then set the pragmas every connection needs.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Writers take the write lock up front (no deadlock-prone lock upgrade later);
+        # readers get a deferred transaction, i.e. a consistent WAL snapshot.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
+
+    return engine

@@ -1,0 +1,209 @@
+"""SQL for destinations and their delivery status (settings encrypted where secret)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, delete, insert, select, update
+
+from auditrelay.destinations.model import BatchSettings, Destination, Header
+from auditrelay.security.secrets import SecretBox
+from auditrelay.store.tables import destination_status, destinations
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryStatus:
+    cursor: int
+    delivered_total: int
+    state: str
+    last_success_at_ms: int | None
+    last_error_at_ms: int | None
+    last_error_status: int | None
+    last_error_message: str | None
+    consecutive_failures: int
+    next_retry_at_ms: int | None
+
+
+class DestinationRows:
+    def __init__(self, box: SecretBox) -> None:
+        self._box = box
+
+    # -- settings -------------------------------------------------------------------
+
+    def insert(self, conn: Connection, destination: Destination, cursor: int) -> None:
+        conn.execute(insert(destinations).values(**self._row(destination)))
+        conn.execute(
+            insert(destination_status).values(
+                destination_id=destination.id,
+                cursor=cursor,
+                delivered_total=0,
+                state="healthy" if destination.active else "paused",
+                consecutive_failures=0,
+            )
+        )
+
+    def update(self, conn: Connection, destination: Destination) -> None:
+        values = self._row(destination)
+        del values["id"], values["created_at_ms"]
+        conn.execute(update(destinations).where(destinations.c.id == destination.id).values(**values))
+        if not destination.active:
+            conn.execute(
+                update(destination_status)
+                .where(destination_status.c.destination_id == destination.id)
+                .values(state="paused", next_retry_at_ms=None)
+            )
+
+    def delete(self, conn: Connection, destination_id: str) -> None:
+        # Status rows go with their destination (also without FK cascades on SQLite).
+        conn.execute(delete(destination_status).where(destination_status.c.destination_id == destination_id))
+        conn.execute(delete(destinations).where(destinations.c.id == destination_id))
+
+    def get(self, conn: Connection, destination_id: str) -> Destination | None:
+        row = conn.execute(select(destinations).where(destinations.c.id == destination_id)).first()
+        return self._destination(row._mapping) if row else None
+
+    def list(self, conn: Connection, org: str | None = None, *, all_orgs: bool = True) -> list[Destination]:
+        query = select(destinations).order_by(destinations.c.created_at_ms, destinations.c.id)
+        if not all_orgs:
+            query = query.where(destinations.c.org == org)
+        return [self._destination(row._mapping) for row in conn.execute(query)]
+
+    def versions(self, conn: Connection) -> dict[str, tuple[int, bool]]:
+        """id -> (version, active) of every destination: cheap to poll for changes."""
+        rows = conn.execute(select(destinations.c.id, destinations.c.version, destinations.c.active))
+        return {row.id: (row.version, row.active) for row in rows}
+
+    # -- delivery status ----------------------------------------------------------------
+
+    def status(self, conn: Connection, destination_id: str) -> DeliveryStatus | None:
+        row = conn.execute(
+            select(destination_status).where(destination_status.c.destination_id == destination_id)
+        ).first()
+        if row is None:
+            return None
+        values = dict(row._mapping)
+        del values["destination_id"], values["lease_holder"], values["lease_expires_at_ms"]
+        return DeliveryStatus(**values)
+
+    def statuses(self, conn: Connection) -> dict[str, DeliveryStatus]:
+        result = {}
+        for row in conn.execute(select(destination_status)):
+            values = dict(row._mapping)
+            destination_id = values.pop("destination_id")
+            del values["lease_holder"], values["lease_expires_at_ms"]
+            result[destination_id] = DeliveryStatus(**values)
+        return result
+
+    def commit_progress(self, conn: Connection, destination_id: str, cursor: int, delivered: int) -> None:
+        """Move the cursor after the destination accepted everything up to it."""
+        values: dict[str, Any] = {
+            "cursor": cursor,
+            "delivered_total": destination_status.c.delivered_total + delivered,
+            "state": "healthy",
+            "consecutive_failures": 0,
+            "next_retry_at_ms": None,
+        }
+        if delivered:
+            values["last_success_at_ms"] = now_ms()
+        conn.execute(
+            update(destination_status)
+            .where(destination_status.c.destination_id == destination_id, destination_status.c.cursor <= cursor)
+            .values(**values)
+        )
+
+    def record_failure(
+        self,
+        conn: Connection,
+        destination_id: str,
+        state: str,
+        http_status: int | None,
+        message: str,
+        failures: int,
+        next_retry_at_ms: int | None,
+    ) -> None:
+        conn.execute(
+            update(destination_status)
+            .where(destination_status.c.destination_id == destination_id)
+            .values(
+                state=state,
+                last_error_at_ms=now_ms(),
+                last_error_status=http_status,
+                last_error_message=message[:2000],
+                consecutive_failures=failures,
+                next_retry_at_ms=next_retry_at_ms,
+            )
+        )
+
+    def set_state(self, conn: Connection, destination_id: str, state: str) -> None:
+        conn.execute(
+            update(destination_status)
+            .where(destination_status.c.destination_id == destination_id)
+            .values(state=state, next_retry_at_ms=None)
+        )
+
+    # -- mapping --------------------------------------------------------------------
+
+    def _row(self, d: Destination) -> dict[str, Any]:
+        config = {
+            "headers": [{"name": h.name, "secret": h.secret} | ({} if h.secret else {"value": h.value})
+                        for h in d.headers],
+            "event_types": list(d.event_types),
+            "namespaces": list(d.namespaces),
+            "content_type": d.content_type,
+            "options": d.options,
+            "batch": {"max_events": d.batch.max_events, "max_bytes": d.batch.max_bytes,
+                      "linger_ms": d.batch.linger_ms},
+        }
+        secrets = {
+            "url": d.url,
+            "token": d.token,
+            "header_values": {h.name: h.value for h in d.headers if h.secret},
+        }
+        return {
+            "id": d.id,
+            "org": d.org,
+            "name": d.name,
+            "kind": d.kind,
+            "config": orjson.dumps(config).decode(),
+            "secrets": self._box.seal(secrets),
+            "verification_token": d.verification_token,
+            "active": d.active,
+            "version": d.version,
+            "created_at_ms": d.created_at_ms,
+            "updated_at_ms": d.updated_at_ms,
+        }
+
+    def _destination(self, row: Any) -> Destination:
+        config = orjson.loads(row["config"])
+        secrets = self._box.open(bytes(row["secrets"]))
+        secret_values = secrets.get("header_values", {})
+        headers = tuple(
+            Header(h["name"], secret_values.get(h["name"], "") if h["secret"] else h["value"], h["secret"])
+            for h in config["headers"]
+        )
+        return Destination(
+            id=row["id"],
+            org=row["org"],
+            name=row["name"],
+            kind=row["kind"],
+            url=secrets["url"],
+            token=secrets.get("token"),
+            headers=headers,
+            event_types=tuple(config["event_types"]),
+            namespaces=tuple(config["namespaces"]),
+            content_type=config.get("content_type"),
+            verification_token=row["verification_token"],
+            active=bool(row["active"]),
+            options=config.get("options", {}),
+            batch=BatchSettings(**config["batch"]),
+            version=row["version"],
+            created_at_ms=row["created_at_ms"],
+            updated_at_ms=row["updated_at_ms"],
+        )

@@ -1,0 +1,23 @@
+"""Schema migrations: upgrade an existing database in place (Alembic)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+from auditrelay.store.database import Database
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+def upgrade_to_head(database: Database) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with database.engine.begin() as conn:
+        if database.is_postgresql:
+            # Several processes may start at once against one database: migrate one at a time.
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(8700001)")
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")

@@ -1,0 +1,101 @@
+"""Table definitions (SQLAlchemy Core). Migrations in `migrations/versions` create them.
+
+Times are stored as integer milliseconds since the epoch: the same on SQLite and
+PostgreSQL, cheap to compare, and exact.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+#: One row holding the last sequence number handed out. Appends lock it, which makes
+#: sequence order equal commit order on every backend (see docs/event-log.md).
+log_head = Table(
+    "log_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("head", BigInteger, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("id", String(36), nullable=False, unique=True),
+    Column("org", String(200), nullable=True),
+    Column("action", String(200), nullable=False),
+    Column("entity_path", Text, nullable=True),
+    Column("occurred_at_ms", BigInteger, nullable=False),
+    Column("received_at_ms", BigInteger, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("org", String(200), nullable=True),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("hint", String(20), nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("revoked_at_ms", BigInteger, nullable=True),
+)
+
+destinations = Table(
+    "destinations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("org", String(200), nullable=True),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(40), nullable=False),
+    #: Non-secret settings as JSON (filters, headers without secret values, options).
+    Column("config", Text, nullable=False),
+    #: Secret settings (token, secret header values, Sumo URL) as encrypted JSON.
+    Column("secrets", LargeBinary, nullable=False),
+    Column("verification_token", String(200), nullable=False),
+    Column("active", Boolean, nullable=False),
+    #: Bumped on every change so every process restarts its loop with the new settings.
+    Column("version", Integer, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+)
+
+#: Runtime state of each destination's delivery, kept apart from its settings so the
+#: delivery loop's frequent writes never contend with an admin's edit.
+destination_status = Table(
+    "destination_status",
+    metadata,
+    Column(
+        "destination_id",
+        String(36),
+        ForeignKey("destinations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("cursor", BigInteger, nullable=False),
+    Column("delivered_total", BigInteger, nullable=False, default=0),
+    Column("state", String(20), nullable=False),
+    Column("last_success_at_ms", BigInteger, nullable=True),
+    Column("last_error_at_ms", BigInteger, nullable=True),
+    Column("last_error_status", Integer, nullable=True),
+    Column("last_error_message", Text, nullable=True),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("next_retry_at_ms", BigInteger, nullable=True),
+    #: Which process runs this destination's loop, until when (scale-out on PostgreSQL).
+    Column("lease_holder", String(100), nullable=True),
+    Column("lease_expires_at_ms", BigInteger, nullable=True),
+)
