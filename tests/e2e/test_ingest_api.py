@@ -1,0 +1,202 @@
+"""Ingest over HTTP: the accepted forms, idempotency, and every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+
+from tests.support import Service, make_event
+
+
+def browse(service: Service, **params: object) -> dict:
+    with service.admin() as client:
+        response = client.get("/api/v1/events", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def stored_ids(service: Service, after: int) -> list[str]:
+    return [item["event"]["id"] for item in browse(service, after=after, limit=1000)["events"]]
+
+
+def head(service: Service) -> int:
+    return int(browse(service, limit=1)["head"])
+
+
+def test_one_event_is_stored_and_answered_202_with_its_id(service: Service) -> None:
+    before = head(service)
+    event = make_event()
+    result = service.send(event)
+    assert result == {"accepted": 1, "ids": [event["id"]]}
+    stored = browse(service, after=before)["events"]
+    assert [item["event"] for item in stored] == [event]
+
+
+def test_array_and_ndjson_bodies_are_accepted_in_order(service: Service) -> None:
+    before = head(service)
+    batch = [make_event(action=f"document.step{i}") for i in range(5)]
+    assert service.send(batch)["ids"] == [e["id"] for e in batch]
+    lines = [make_event() for _ in range(3)]
+    with service.ingest() as client:
+        response = client.post(
+            "/api/v1/events",
+            content="\n".join(json.dumps(e) for e in lines) + "\n",
+            headers={"Content-Type": "application/x-ndjson"},
+        )
+    assert response.status_code == 202, response.text
+    assert response.json()["accepted"] == 3
+    assert stored_ids(service, before) == [e["id"] for e in batch + lines]
+
+
+def test_missing_id_and_timestamp_are_filled_and_timestamp_normalised_to_utc_millis(service: Service) -> None:
+    before = head(service)
+    event = make_event(timestamp="2024-11-13T07:00:51+01:00")
+    del event["id"]
+    result = service.send(event)
+    generated = result["ids"][0]
+    assert uuid.UUID(generated)
+    stored = browse(service, after=before)["events"][0]["event"]
+    assert stored["id"] == generated
+    assert stored["timestamp"] == "2024-11-13T06:00:51.000Z"
+    no_time = make_event()
+    del no_time["timestamp"]
+    service.send(no_time)
+    stamped = browse(service, after=before + 1)["events"][0]["event"]["timestamp"]
+    assert stamped.endswith("Z") and len(stamped) == len("2024-11-13T06:00:51.518Z")
+
+
+def test_resent_id_is_accepted_again_and_stored_once(service: Service) -> None:
+    before = head(service)
+    event = make_event()
+    service.send(event)
+    again = service.send([event, event, make_event()])
+    assert again["accepted"] == 3
+    ids = stored_ids(service, before)
+    assert ids.count(event["id"]) == 1 and len(ids) == 2
+
+
+def test_one_invalid_event_rejects_the_whole_request_with_every_error(service: Service) -> None:
+    before = head(service)
+    good = make_event()
+    bad_type = make_event(action=42)
+    unknown = make_event(color="blue")
+    bad_actor = make_event(actor={"type": "robot"})
+    with service.ingest() as client:
+        response = client.post("/api/v1/events", json=[good, bad_type, unknown, bad_actor])
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    errors = response.json()["errors"]
+    assert {"index": 1, "field": "action", "message": "must be a string, not a number"} in errors
+    assert any(e["index"] == 2 and e["field"] == "color" and "unknown field" in e["message"] for e in errors)
+    assert any(e["index"] == 3 and e["field"] == "actor.type" for e in errors)
+    assert all(e["index"] != 0 for e in errors)
+    assert head(service) == before, "nothing of a rejected request may be stored"
+
+
+def test_wrong_types_in_nested_fields_are_named_precisely(service: Service) -> None:
+    cases = {
+        "id": make_event(id="not-a-uuid"),
+        "timestamp": make_event(timestamp="yesterday"),
+        "context.ip_address": make_event(context={"ip_address": "999.1.1.1"}),
+        "entity.path": make_event(entity={"type": "project", "path": 7}),
+        "actor.user": make_event(actor={"type": "user"}),
+    }
+    with service.ingest() as client:
+        for field, event in cases.items():
+            response = client.post("/api/v1/events", json=event)
+            assert response.status_code == 422, (field, response.text)
+            assert [e["field"] for e in response.json()["errors"]] == [field], response.text
+        response = client.post("/api/v1/events", json=[1, "x"])
+        assert response.status_code == 422
+        assert response.json()["errors"][0]["message"] == "an event must be a JSON object, not a number"
+
+
+def test_malformed_json_is_400_with_the_position(service: Service) -> None:
+    before = head(service)
+    with service.ingest() as client:
+        response = client.post("/api/v1/events", content=b'{"action": "x",', headers={"Content-Type": "application/json"})
+        assert response.status_code == 400
+        assert "not valid JSON" in response.json()["detail"]
+        response = client.post(
+            "/api/v1/events",
+            content=json.dumps(make_event()).encode() + b"\n{broken\n",
+            headers={"Content-Type": "application/x-ndjson"},
+        )
+        assert response.status_code == 400
+        assert "line 2" in response.json()["detail"]
+        response = client.post("/api/v1/events", content=b"", headers={"Content-Type": "application/json"})
+        assert response.status_code == 400
+        response = client.post("/api/v1/events", content=b"a=b", headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert response.status_code == 415
+    assert head(service) == before
+
+
+def test_too_many_events_or_bytes_are_413_and_nothing_stored(service: Service) -> None:
+    before = head(service)
+    with service.ingest() as client:
+        response = client.post("/api/v1/events", json=[make_event() for _ in range(1001)])
+        assert response.status_code == 413
+        assert "1000 events" in response.json()["detail"]
+        huge = make_event(details={"blob": "x" * (5 * 1024 * 1024)})
+        response = client.post("/api/v1/events", json=huge)
+        assert response.status_code == 413
+
+        def chunks():  # no Content-Length: the limit must hold on a streamed body too
+            yield b'{"action":"document.create","actor":{"type":"system"},"details":"'
+            for _ in range(6):
+                yield b"y" * (1024 * 1024)
+            yield b'"}'
+
+        response = client.post("/api/v1/events", content=chunks(), headers={"Content-Type": "application/json"})
+        assert response.status_code == 413
+    assert head(service) == before
+
+
+def test_missing_wrong_and_misused_tokens_are_refused(service: Service) -> None:
+    event = make_event()
+    with httpx.Client(base_url=service.base_url) as client:
+        response = client.post("/api/v1/events", json=event)
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        response = client.post("/api/v1/events", json=event, headers={"Authorization": "Bearer nope"})
+        assert response.status_code == 401
+        assert response.json()["detail"] == "the token is unknown or revoked"
+        response = client.post("/api/v1/events", json=event, headers={"Authorization": f"Basic {service.ingest_token}"})
+        assert response.status_code == 401
+        response = client.post(
+            "/api/v1/events", json=event, headers={"Authorization": f"Bearer {service.admin_token}"}
+        )
+        assert response.status_code == 403
+        for method, path in (
+            ("GET", "/api/v1/destinations"),
+            ("POST", "/api/v1/destinations"),
+            ("GET", "/api/v1/events"),
+            ("DELETE", "/api/v1/destinations/x"),
+        ):
+            response = client.request(method, path, headers={"Authorization": f"Bearer {service.ingest_token}"})
+            assert response.status_code == 403, (method, path)
+            assert "admin token" in response.json()["detail"]
+
+
+def test_schema_is_served_and_equals_the_file_in_the_repo(service: Service) -> None:
+    from pathlib import Path
+
+    response = httpx.get(service.base_url + "/api/v1/schema/event")
+    assert response.status_code == 200
+    repo_file = Path(__file__).resolve().parents[2] / "src/auditrelay/schema/event.schema.json"
+    assert response.json() == json.loads(repo_file.read_text())
+
+
+def test_browse_filters_by_exact_and_prefix_action(service: Service) -> None:
+    before = head(service)
+    service.send([make_event(action="user.login"), make_event(action="user.session.end"), make_event(action="doc.x")])
+    assert [e["event"]["action"] for e in browse(service, after=before, action="user.*")["events"]] == [
+        "user.login",
+        "user.session.end",
+    ]
+    assert [e["event"]["action"] for e in browse(service, after=before, action="doc.x")["events"]] == ["doc.x"]
+    with service.admin() as client:
+        assert client.get("/api/v1/events", params={"action": "BAD ACTION"}).status_code == 422
+        assert client.get("/api/v1/events", params={"limit": 0}).status_code == 422
