@@ -1,0 +1,233 @@
+"""Managing destinations: settings, masking, immutability, limits, and refusals."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import Receiver, Service, make_event, wait_until
+
+AddDestination = Callable[..., dict[str, Any]]
+
+
+def test_create_returns_settings_masked_secrets_and_status(
+    service: Service, add_destination: AddDestination, receiver: Receiver
+) -> None:
+    created = add_destination(
+        name="SIEM",
+        kind="http",
+        url=receiver.url + "/hook",
+        token="Bearer very-secret-token-1234",
+        headers=[{"name": "X-Team", "value": "security"}, {"name": "X-Api-Key", "value": "key-abcdef-9876", "secret": True}],
+        event_types=["document.*", "user.login"],
+        namespaces=["acme/web"],
+        content_type="application/json; charset=utf-8",
+    )
+    assert created["name"] == "SIEM" and created["kind"] == "http" and created["active"] is True
+    assert created["token"] == "********1234"
+    assert created["headers"] == [
+        {"name": "X-Team", "value": "security", "secret": False},
+        {"name": "X-Api-Key", "value": "********9876", "secret": True},
+    ]
+    assert created["filtered"] is True
+    assert len(created["verification_token"]) >= 16
+    status = created["status"]
+    assert status["state"] == "healthy" and status["lag"] >= 0 and status["last_error"] is None
+    fetched = service.destination(created["id"])
+    assert fetched["verification_token"] == created["verification_token"]
+    with service.admin() as client:
+        listed = client.get("/api/v1/destinations").json()["destinations"]
+    assert created["id"] in [d["id"] for d in listed]
+    assert "very-secret-token" not in str(listed) and "key-abcdef" not in str(listed)
+
+
+def test_sumo_url_is_a_secret_and_never_returned_whole(
+    service: Service, add_destination: AddDestination, sumo: Receiver
+) -> None:
+    url = sumo.url + "/receiver/v1/http/ZaVnC4dhaV0Jdaa6trtGtxSkJtAVfV7TzNw=="
+    created = add_destination(name="sumo", kind="sumo_logic", url=url)
+    assert "ZaVnC4dhaV0Jdaa6" not in created["url"]
+    assert created["url"].endswith("Nw==") and "****" in created["url"]
+    with service.admin() as client:
+        response = client.post("/api/v1/destinations", json={"name": "s", "kind": "sumo_logic", "url": url, "token": "x"})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "token"
+
+
+def test_a_given_verification_token_is_kept_and_can_never_change(
+    service: Service, add_destination: AddDestination, receiver: Receiver
+) -> None:
+    created = add_destination(name="v", kind="http", url=receiver.url, verification_token="my-own-token-0123456789")
+    assert created["verification_token"] == "my-own-token-0123456789"
+    with service.admin() as client:
+        response = client.patch(f"/api/v1/destinations/{created['id']}", json={"verification_token": "another-token-0123456"})
+        assert response.status_code == 422
+        assert response.json()["errors"][0]["field"] == "verification_token"
+        assert "never changes" in response.json()["errors"][0]["message"]
+        response = client.post("/api/v1/destinations", json={"name": "v", "kind": "http", "url": receiver.url,
+                                                               "verification_token": "short"})
+        assert response.status_code == 422
+    assert service.destination(created["id"])["verification_token"] == "my-own-token-0123456789"
+
+
+def test_patch_changes_settings_keeps_secrets_and_records_an_audit_event(
+    service: Service, add_destination: AddDestination, receiver: Receiver
+) -> None:
+    created = add_destination(
+        name="before", kind="http", url=receiver.url, token="tok-0000-1111-2222",
+        headers=[{"name": "X-Key", "value": "hidden-value-5555", "secret": True}],
+    )
+    with service.admin() as client:
+        response = client.patch(
+            f"/api/v1/destinations/{created['id']}",
+            json={
+                "name": "after",
+                "event_types": ["user.*"],
+                # A secret header sent back without its value keeps the stored value.
+                "headers": [{"name": "X-Key", "secret": True}, {"name": "X-New", "value": "1"}],
+            },
+        )
+        assert response.status_code == 200, response.text
+        updated = response.json()
+        assert updated["name"] == "after" and updated["event_types"] == ["user.*"]
+        assert updated["token"] == "********2222"
+        assert updated["headers"][0] == {"name": "X-Key", "value": "********5555", "secret": True}
+        events = client.get("/api/v1/events", params={"action": "audit_stream.destination.*", "limit": 1000}).json()
+    mine = [e["event"] for e in events["events"] if e["event"]["entity"]["id"] == created["id"]]
+    assert [e["action"] for e in mine] == ["audit_stream.destination.create", "audit_stream.destination.update"]
+    changes = mine[1]["details"]["changes"]
+    assert changes["name"] == {"from": "before", "to": "after"}
+    assert "hidden-value" not in str(mine) and "tok-0000" not in str(mine)
+
+
+def test_delete_is_204_then_404_and_audited(service: Service, receiver: Receiver) -> None:
+    created = service.add_destination(name="gone", kind="http", url=receiver.url)
+    with service.admin() as client:
+        assert client.delete(f"/api/v1/destinations/{created['id']}").status_code == 204
+        assert client.get(f"/api/v1/destinations/{created['id']}").status_code == 404
+        assert client.delete(f"/api/v1/destinations/{created['id']}").status_code == 404
+        events = client.get("/api/v1/events", params={"action": "audit_stream.destination.delete", "limit": 1000})
+    assert created["id"] in [e["event"]["entity"]["id"] for e in events.json()["events"]]
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"headers": [{"name": f"X-H{i}", "value": "v"} for i in range(21)]}, "headers"),
+        ({"headers": [{"name": "X-Bad\r\nInjected", "value": "v"}]}, "headers.0.name"),
+        ({"headers": [{"name": "X-Ok", "value": "v\r\nX-Injected: 1"}]}, "headers.0.value"),
+        ({"headers": [{"name": "Bad Name", "value": "v"}]}, "headers.0.name"),
+        ({"headers": [{"name": "Content-Length", "value": "1"}]}, "headers.0.name"),
+        ({"headers": [{"name": "X-A", "value": "1"}, {"name": "x-a", "value": "2"}]}, "headers"),
+        ({"event_types": ["Document Create"]}, "event_types"),
+        ({"namespaces": ["  "]}, "namespaces"),
+        ({"content_type": "not a type"}, "content_type"),
+        ({"kind": "kafka"}, "kind"),
+        ({"url": "ftp://example.com/x"}, "url"),
+        ({"url": "http://user:pw@127.0.0.1/x"}, "url"),
+        ({"unknown": 1}, "unknown"),
+        ({"options": {"batch_format": "xml"}}, "options.batch_format"),
+        ({"batch": {"max_events": 0}}, "batch.max_events"),
+    ],
+)
+def test_bad_settings_are_422_naming_the_field(
+    service: Service, receiver: Receiver, settings: dict[str, Any], field: str
+) -> None:
+    body = {"name": "bad", "kind": "http", "url": receiver.url, **settings}
+    with service.admin() as client:
+        before = len(client.get("/api/v1/destinations").json()["destinations"])
+        response = client.post("/api/v1/destinations", json=body)
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert field in [e["field"] for e in response.json()["errors"]], response.text
+        assert len(client.get("/api/v1/destinations").json()["destinations"]) == before
+
+
+def test_malformed_and_oversized_admin_bodies(service: Service) -> None:
+    with service.admin() as client:
+        response = client.post("/api/v1/destinations", content=b"{nope", headers={"Content-Type": "application/json"})
+        assert response.status_code == 400
+        response = client.post("/api/v1/destinations", json=[1, 2])
+        assert response.status_code == 422
+        response = client.post(
+            "/api/v1/destinations", content=b'{"name":"' + b"x" * 400_000 + b'"}',
+            headers={"Content-Type": "application/json"},
+        )
+        assert response.status_code == 413
+        assert client.patch("/api/v1/destinations/nope", json={"name": "x"}).status_code == 404
+        assert client.post("/api/v1/destinations/nope/pause").status_code == 404
+
+
+def test_splunk_hec_needs_a_token(service: Service, receiver: Receiver) -> None:
+    with service.admin() as client:
+        response = client.post("/api/v1/destinations", json={"name": "h", "kind": "splunk_hec", "url": receiver.url})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "token"
+
+
+def test_test_endpoint_sends_one_event_and_reports_the_answer(
+    service: Service, add_destination: AddDestination, hec: Any
+) -> None:
+    good = add_destination(name="hec", kind="splunk_hec", url=hec.url, token=hec.token)
+    bad = add_destination(name="hec-bad", kind="splunk_hec", url=hec.url, token="wrong-token")
+    with service.admin() as client:
+        result = client.post(f"/api/v1/destinations/{good['id']}/test").json()
+        assert result["delivered"] is True and result["status_code"] == 200
+        assert '"code": 0' in result["response_body"]
+        result = client.post(f"/api/v1/destinations/{bad['id']}/test").json()
+        assert result["delivered"] is False and result["status_code"] == 403
+        assert result["outcome"] == "unauthorized" and "Invalid token" in result["message"]
+    tests = [e for e in hec.events() if e["action"] == "audit_stream.destination.test"]
+    assert len(tests) == 1 and tests[0]["details"]["destination"]["id"] == good["id"]
+
+
+def test_private_destination_urls_are_refused_by_default(fresh_service: Service, receiver: Receiver) -> None:
+    fresh_service.extra_env["AUDITRELAY_ALLOW_PRIVATE_DESTINATIONS"] = "false"
+    fresh_service.start()
+    with fresh_service.admin() as client:
+        for url in (receiver.url, "http://10.0.0.8/x", "http://169.254.169.254/latest", "http://[::1]:9/x"):
+            response = client.post("/api/v1/destinations", json={"name": "p", "kind": "http", "url": url})
+            assert response.status_code == 422, url
+            assert response.json()["errors"][0]["field"] == "url"
+            assert "AUDITRELAY_ALLOW_PRIVATE_DESTINATIONS" in response.json()["errors"][0]["message"]
+
+
+def test_destination_changes_are_streamed_like_any_event(
+    service: Service, add_destination: AddDestination, receiver: Receiver
+) -> None:
+    watcher = add_destination(name="watcher", kind="http", url=receiver.url, event_types=["audit_stream.*"])
+    other = service.add_destination(name="other", kind="http", url=receiver.url + "/x", event_types=["none.*"])
+    with service.admin() as client:
+        client.post(f"/api/v1/destinations/{other['id']}/pause")
+        client.post(f"/api/v1/destinations/{other['id']}/resume")
+        client.delete(f"/api/v1/destinations/{other['id']}")
+
+    def actions() -> list[str]:
+        return [e["action"] for e in receiver.events() if e.get("entity", {}).get("id") == other["id"]]
+
+    expected = ["create", "pause", "resume", "delete"]
+    wait_until(lambda: len(actions()) >= 4, what="four audit events")
+    assert actions() == [f"audit_stream.destination.{verb}" for verb in expected]
+    assert watcher["id"] != other["id"]
+
+
+def test_unknown_routes_and_methods_are_problem_json(service: Service) -> None:
+    response = httpx.get(service.base_url + "/api/v1/nothing")
+    assert response.status_code == 404 and response.headers["content-type"] == "application/problem+json"
+    response = httpx.put(service.base_url + "/api/v1/events")
+    assert response.status_code == 405
+
+
+def test_events_are_not_sent_to_a_destination_of_another_test(service: Service, receiver: Receiver) -> None:
+    # Sanity of the shared-service setup: a namespace filter keeps other tests' events out.
+    destination = service.add_destination(name="ns", kind="http", url=receiver.url, namespaces=["nobody/else"])
+    try:
+        service.send(make_event(entity={"type": "project", "id": 1, "path": "someone/else"}))
+        service.send(make_event(entity={"type": "project", "id": 2, "path": "nobody/else/x"}))
+        wait_until(lambda: receiver.events(), what="one event")
+        assert [e["entity"]["path"] for e in receiver.events()] == ["nobody/else/x"]
+    finally:
+        service.delete_destination(destination["id"])
