@@ -1,0 +1,290 @@
+"""Delivery over real sockets: only new events, order, filters, headers, auth per kind,
+formats, pause/resume, failures and isolation between destinations."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tests.support import HecReceiver, Receiver, Service, SumoReceiver, make_event, wait_until
+
+AddDestination = Callable[..., dict[str, Any]]
+
+
+def in_ns(namespace: str, **overrides: Any) -> dict[str, Any]:
+    return make_event(entity={"type": "project", "id": 7, "path": namespace}, **overrides)
+
+
+def test_new_destination_gets_only_later_events_field_by_field_in_order(
+    service: Service, add_destination: AddDestination, receiver: Receiver, namespace: str
+) -> None:
+    earlier = in_ns(namespace)
+    service.send(earlier)
+    add_destination(name="grist-like", kind="http", url=receiver.url + "/audit", namespaces=[namespace])
+    later = [in_ns(namespace, action=f"document.step{i}") for i in range(10)]
+    service.send(later[:4])
+    service.send(later[4:])
+    wait_until(lambda: len(receiver.events()) >= 10, what="ten events")
+    time.sleep(0.3)
+    # One event per request, the native format exactly as sent (plus nothing).
+    assert len(receiver.requests) == 10
+    assert receiver.events() == later
+    request = receiver.requests[0]
+    assert request.path == "/audit"
+    assert request.header("content-type") == "application/json"
+
+
+def test_splunk_hec_envelopes_batches_and_auth(
+    service: Service, add_destination: AddDestination, hec: HecReceiver, namespace: str
+) -> None:
+    destination = add_destination(
+        name="splunk", kind="splunk_hec", url=hec.url, token=f"Splunk {hec.token}",
+        namespaces=[namespace], options={"index": "audit", "host": "relay-1"},
+    )
+    events = [in_ns(namespace, timestamp=f"2024-11-13T06:00:{i:02d}.518Z") for i in range(50)]
+    service.send(events)
+    wait_until(lambda: len(hec.events()) >= 50, what="50 events at HEC")
+    envelopes = hec.envelopes()
+    assert [e["event"] for e in envelopes] == events
+    first = envelopes[0]
+    assert set(first) == {"time", "host", "source", "sourcetype", "index", "event"}
+    assert first["time"] == 1731477600.518
+    assert (first["host"], first["source"], first["sourcetype"], first["index"]) == (
+        "relay-1", "auditrelay", "auditrelay:event", "audit",
+    )
+    request = hec.requests[0]
+    assert request.path == "/services/collector/event"
+    assert request.header("authorization") == f"Splunk {hec.token}"
+    assert request.header("x-auditrelay-streaming-token") == destination["verification_token"]
+    assert len(hec.requests) < 50, "HEC events travel in batches, several per request"
+
+
+def test_hec_token_without_prefix_and_explicit_path(
+    service: Service, add_destination: AddDestination, hec: HecReceiver, namespace: str
+) -> None:
+    add_destination(name="s", kind="splunk_hec", url=hec.url + "/custom/collector", token=hec.token,
+                    namespaces=[namespace])
+    service.send(in_ns(namespace))
+    wait_until(lambda: hec.events(), what="an event")
+    assert hec.requests[0].path == "/custom/collector"
+    assert hec.requests[0].header("authorization") == f"Splunk {hec.token}"
+
+
+def test_sumo_logic_gets_gzip_ndjson_with_metadata_headers(
+    service: Service, add_destination: AddDestination, sumo: SumoReceiver, namespace: str
+) -> None:
+    add_destination(
+        name="sumo", kind="sumo_logic", url=sumo.url + "/receiver/v1/http/SECRETCODE123456",
+        namespaces=[namespace], options={"category": "prod/audit", "source_name": "auditrelay", "source_host": "h1"},
+    )
+    events = [in_ns(namespace) for _ in range(20)]
+    service.send(events)
+    wait_until(lambda: len(sumo.events()) >= 20, what="20 events at Sumo")
+    assert sumo.events() == events
+    request = sumo.requests[0]
+    assert request.path == "/receiver/v1/http/SECRETCODE123456"
+    assert request.header("content-encoding") == "gzip"
+    assert gzip.decompress(request.body).endswith(b"\n")
+    assert request.header("x-sumo-category") == "prod/audit"
+    assert request.header("x-sumo-name") == "auditrelay"
+    assert request.header("x-sumo-host") == "h1"
+    assert request.header("authorization") is None
+
+
+def test_headers_verification_token_authorization_and_content_type_override(
+    service: Service, add_destination: AddDestination, receiver: Receiver, namespace: str
+) -> None:
+    destination = add_destination(
+        name="h", kind="http", url=receiver.url, token="Bearer abc.def.ghi",
+        headers=[{"name": "X-Team", "value": "sec"}, {"name": "X-Key", "value": "k-123456789", "secret": True}],
+        content_type="application/vnd.siem+json", namespaces=[namespace],
+    )
+    service.send(in_ns(namespace))
+    wait_until(lambda: receiver.requests, what="a request")
+    request = receiver.requests[0]
+    assert request.header("authorization") == "Bearer abc.def.ghi"
+    assert request.header("x-team") == "sec"
+    assert request.header("x-key") == "k-123456789"
+    assert request.header("content-type") == "application/vnd.siem+json"
+    assert request.header("x-auditrelay-streaming-token") == destination["verification_token"]
+
+
+def test_http_batches_as_json_array_and_ndjson(
+    service: Service, add_destination: AddDestination, namespace: str
+) -> None:
+    array, ndjson = Receiver(), Receiver()
+    try:
+        add_destination(name="a", kind="http", url=array.url, namespaces=[namespace],
+                        options={"batch_format": "json_array"}, batch={"max_events": 7})
+        add_destination(name="n", kind="http", url=ndjson.url, namespaces=[namespace],
+                        options={"batch_format": "ndjson"})
+        ndjson.decode = lambda r: [json.loads(line) for line in r.body.splitlines()]  # type: ignore[method-assign]
+        events = [in_ns(namespace) for _ in range(30)]
+        service.send(events)
+        wait_until(lambda: len(array.events()) >= 30 and len(ndjson.events()) >= 30, what="30 events each")
+        assert array.events() == events and ndjson.events() == events
+        assert all(len(json.loads(r.body)) <= 7 for r in array.requests)
+        assert ndjson.requests[0].header("content-type") == "application/x-ndjson"
+    finally:
+        array.close()
+        ndjson.close()
+
+
+def test_filters_exact_prefix_and_namespace(
+    service: Service, add_destination: AddDestination, namespace: str
+) -> None:
+    exact, prefix, spaces = Receiver(), Receiver(), Receiver()
+    try:
+        add_destination(name="exact", kind="http", url=exact.url, event_types=["user.login"], namespaces=[namespace])
+        add_destination(name="prefix", kind="http", url=prefix.url, event_types=["document.*"],
+                        namespaces=[namespace])
+        add_destination(name="ns", kind="http", url=spaces.url, namespaces=[f"{namespace}/web"])
+        sent = [
+            in_ns(namespace, action="user.login"),
+            in_ns(namespace, action="user.logout"),
+            in_ns(namespace, action="document.create"),
+            in_ns(namespace, action="document.acl.update"),
+            in_ns(namespace, action="documents.other"),
+            make_event(action="document.create", entity={"type": "p", "path": f"{namespace}/web/api"}),
+            make_event(action="user.login", entity={"type": "p", "path": f"{namespace}/webshop"}),
+        ]
+        service.send(sent)
+        service.send(in_ns(namespace, action="marker.end"))
+        wait_until(lambda: len(prefix.events()) >= 3 and len(exact.events()) >= 1 and spaces.events(), what="filters")
+        time.sleep(0.5)
+        # `{namespace}/webshop` is inside `{namespace}`, but not inside `{namespace}/web`.
+        assert [e["id"] for e in exact.events()] == [sent[0]["id"], sent[6]["id"]]
+        assert [e["id"] for e in prefix.events()] == [sent[2]["id"], sent[3]["id"], sent[5]["id"]]
+        assert [e["id"] for e in spaces.events()] == [sent[5]["id"]]
+    finally:
+        for r in (exact, prefix, spaces):
+            r.close()
+
+
+def test_pause_keeps_the_position_and_resume_continues_from_it(
+    service: Service, add_destination: AddDestination, receiver: Receiver, namespace: str
+) -> None:
+    destination = add_destination(name="p", kind="http", url=receiver.url, namespaces=[namespace])
+    first = [in_ns(namespace) for _ in range(3)]
+    service.send(first)
+    wait_until(lambda: len(receiver.events()) >= 3, what="first three")
+    with service.admin() as client:
+        paused = client.post(f"/api/v1/destinations/{destination['id']}/pause").json()
+    assert paused["active"] is False and paused["status"]["state"] == "paused"
+    during = [in_ns(namespace) for _ in range(5)]
+    service.send(during)
+    time.sleep(1.0)
+    assert receiver.events() == first, "a paused destination receives nothing"
+    status = service.destination(destination["id"])["status"]
+    assert status["state"] == "paused" and status["lag"] >= 5
+    with service.admin() as client:
+        resumed = client.post(f"/api/v1/destinations/{destination['id']}/resume").json()
+    assert resumed["active"] is True
+    wait_until(lambda: len(receiver.events()) >= 8, what="the five sent while paused")
+    time.sleep(0.3)
+    assert receiver.events() == first + during
+    wait_until(lambda: service.destination(destination["id"])["status"]["lag"] == 0, what="lag back to 0")
+
+
+def test_500_then_200_is_retried_while_another_destination_keeps_flowing(
+    service: Service, add_destination: AddDestination, namespace: str
+) -> None:
+    flaky, healthy = Receiver(), Receiver()
+    try:
+        flaky.respond = lambda r: (500, {"Content-Type": "text/plain"}, b"internal trouble")  # type: ignore[method-assign]
+        broken = add_destination(name="flaky", kind="http", url=flaky.url, namespaces=[namespace])
+        add_destination(name="healthy", kind="http", url=healthy.url, namespaces=[namespace])
+        events = [in_ns(namespace) for _ in range(5)]
+        service.send(events)
+        wait_until(lambda: len(healthy.events()) >= 5, what="healthy destination gets all")
+        status = wait_until(
+            lambda: (s := service.destination(broken["id"])["status"])["consecutive_failures"] >= 2 and s,
+            what="failures recorded",
+        )
+        assert status["state"] == "failing"
+        assert status["last_error"]["status"] == 500
+        assert "internal trouble" in status["last_error"]["message"]
+        assert status["next_retry_at"] is not None
+        assert flaky.events() == []
+        flaky.respond = lambda r: (200, {}, b"")  # type: ignore[method-assign]
+        wait_until(lambda: len(flaky.events()) >= 5, timeout=15, what="flaky destination recovers")
+        assert flaky.events() == events and healthy.events() == events
+        status = wait_until(
+            lambda: (s := service.destination(broken["id"])["status"])["state"] == "healthy" and s, what="healthy"
+        )
+        assert status["consecutive_failures"] == 0 and status["delivered_total"] >= 5 and status["lag"] == 0
+    finally:
+        flaky.close()
+        healthy.close()
+
+
+def test_retry_after_is_honoured_on_429(
+    service: Service, add_destination: AddDestination, receiver: Receiver, namespace: str
+) -> None:
+    receiver.script = [(429, {"Retry-After": "2"}, b"slow down")]
+    add_destination(name="r", kind="http", url=receiver.url, namespaces=[namespace])
+    sent_at = time.time()
+    service.send(in_ns(namespace))
+    wait_until(lambda: receiver.events(), timeout=10, what="event after Retry-After")
+    # Our own retry delay here is 0.1 s; only Retry-After explains a wait of about 2 s.
+    assert receiver.requests[0].at - sent_at >= 1.9
+
+
+def test_a_hanging_destination_is_cut_off_and_delays_no_other(
+    service: Service, add_destination: AddDestination, namespace: str
+) -> None:
+    hanging, healthy = Receiver(), Receiver()
+    try:
+        hanging.script = ["hang"]
+        add_destination(name="hang", kind="http", url=hanging.url, namespaces=[namespace])
+        add_destination(name="ok", kind="http", url=healthy.url, namespaces=[namespace])
+        first = in_ns(namespace)
+        service.send(first)
+        wait_until(lambda: healthy.events(), what="healthy gets the first event")
+        # The hanging destination is still stuck on its first request; others flow on.
+        more = [in_ns(namespace) for _ in range(3)]
+        service.send(more)
+        wait_until(lambda: len(healthy.events()) >= 4, what="healthy gets the rest")
+        assert hanging.events() == []
+        # The service's request timeout (2 s in tests) cuts the hang; the retry succeeds.
+        wait_until(lambda: len(hanging.events()) >= 4, timeout=15, what="hanging destination recovers")
+        assert hanging.events() == [first, *more]
+        assert healthy.requests[-1].at < hanging.requests[0].at
+    finally:
+        hanging.close()
+        healthy.close()
+
+
+def test_wrong_hec_token_is_unauthorized_until_fixed_and_nothing_is_dropped(
+    service: Service, add_destination: AddDestination, hec: HecReceiver, namespace: str
+) -> None:
+    destination = add_destination(name="u", kind="splunk_hec", url=hec.url, token="bad-token", namespaces=[namespace])
+    events = [in_ns(namespace) for _ in range(3)]
+    service.send(events)
+    status = wait_until(
+        lambda: (s := service.destination(destination["id"])["status"])["state"] == "unauthorized" and s,
+        what="unauthorized state",
+    )
+    assert status["last_error"]["status"] == 403 and "HEC code 4" in status["last_error"]["message"]
+    with service.admin() as client:
+        response = client.patch(f"/api/v1/destinations/{destination['id']}", json={"token": hec.token})
+        assert response.status_code == 200
+    wait_until(lambda: len(hec.events()) >= 3, what="events after the token is fixed")
+    assert hec.events() == events
+
+
+def test_status_reports_cursor_lag_and_delivered_total(
+    service: Service, add_destination: AddDestination, receiver: Receiver, namespace: str
+) -> None:
+    destination = add_destination(name="s", kind="http", url=receiver.url, namespaces=[namespace])
+    service.send([in_ns(namespace) for _ in range(4)])
+    wait_until(lambda: len(receiver.events()) >= 4, what="four events")
+    status = wait_until(
+        lambda: (s := service.destination(destination["id"])["status"])["delivered_total"] >= 4 and s,
+        what="delivered_total",
+    )
+    assert status["state"] == "healthy" and status["last_success_at"] is not None
+    assert status["cursor"] <= status["head"]
