@@ -58,6 +58,8 @@ def serve(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # httpx logs every request at INFO: noise, and a cost on the delivery hot path.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     database = Database(settings)
     upgrade_to_head(database)
     if settings.create_initial_tokens:
