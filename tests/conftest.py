@@ -67,7 +67,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def service(backend: str, databases: Databases, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def service(
+    backend: str, databases: Databases, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
     """One running service per backend, shared by the tests that only add their own destinations."""
     svc = Service(tmp_path_factory.mktemp(f"svc-{backend}"), databases.url(backend)).start()
     yield svc

@@ -30,7 +30,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = ""
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -45,7 +47,10 @@ def make_event(**overrides: Any) -> dict[str, Any]:
     event: dict[str, Any] = {
         "id": str(uuid.uuid4()),
         "action": "document.create",
-        "actor": {"type": "user", "user": {"id": 146, "email": "flapjack@example.com", "name": "Flapjack Toasty"}},
+        "actor": {
+            "type": "user",
+            "user": {"id": 146, "email": "flapjack@example.com", "name": "Flapjack Toasty"},
+        },
         "context": {
             "ip_address": "39.139.42.243",
             "user_agent": "Mozilla/5.0",
@@ -137,10 +142,14 @@ class Service:
     # -- API shortcuts --
 
     def admin(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=15)
+        return httpx.Client(
+            base_url=self.base_url, headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=15
+        )
 
     def ingest(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {self.ingest_token}"}, timeout=15)
+        return httpx.Client(
+            base_url=self.base_url, headers={"Authorization": f"Bearer {self.ingest_token}"}, timeout=15
+        )
 
     def send(self, events: list[dict[str, Any]] | dict[str, Any]) -> dict[str, Any]:
         with self.ingest() as client:
@@ -203,7 +212,7 @@ class Receiver:
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 body = self.rfile.read(length)
                 received = Received(

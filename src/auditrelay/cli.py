@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> None:
             database = Database(settings)
             upgrade_to_head(database)
             with database.write() as conn:
-                secret = create_token(conn, Role(args.role), args.name or f"{args.role} token (cli)", args.org)
+                secret = create_token(
+                    conn, Role(args.role), args.name or f"{args.role} token (cli)", args.org
+                )
             database.dispose()
             print(secret)
     except ConfigurationError as exc:

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     #: How often each process re-reads the destination list (changes made by other
     #: processes) and polls for events as a safety net behind the wake-ups.
     resync_seconds: float = Field(default=2.0, gt=0)
+    #: How long a stopping delivery loop (pause, edit, shutdown) may take to finish the
+    #: request in flight and commit its cursor before it is cancelled.
+    stop_grace_seconds: float = Field(default=10.0, gt=0)
     create_initial_tokens: bool = True
 
     @field_validator("database_url")

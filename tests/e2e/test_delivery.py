@@ -41,8 +41,12 @@ def test_splunk_hec_envelopes_batches_and_auth(
     service: Service, add_destination: AddDestination, hec: HecReceiver, namespace: str
 ) -> None:
     destination = add_destination(
-        name="splunk", kind="splunk_hec", url=hec.url, token=f"Splunk {hec.token}",
-        namespaces=[namespace], options={"index": "audit", "host": "relay-1"},
+        name="splunk",
+        kind="splunk_hec",
+        url=hec.url,
+        token=f"Splunk {hec.token}",
+        namespaces=[namespace],
+        options={"index": "audit", "host": "relay-1"},
     )
     events = [in_ns(namespace, timestamp=f"2024-11-13T06:00:{i:02d}.518Z") for i in range(50)]
     service.send(events)
@@ -53,7 +57,10 @@ def test_splunk_hec_envelopes_batches_and_auth(
     assert set(first) == {"time", "host", "source", "sourcetype", "index", "event"}
     assert first["time"] == 1731477600.518
     assert (first["host"], first["source"], first["sourcetype"], first["index"]) == (
-        "relay-1", "auditrelay", "auditrelay:event", "audit",
+        "relay-1",
+        "auditrelay",
+        "auditrelay:event",
+        "audit",
     )
     request = hec.requests[0]
     assert request.path == "/services/collector/event"
@@ -65,8 +72,13 @@ def test_splunk_hec_envelopes_batches_and_auth(
 def test_hec_token_without_prefix_and_explicit_path(
     service: Service, add_destination: AddDestination, hec: HecReceiver, namespace: str
 ) -> None:
-    add_destination(name="s", kind="splunk_hec", url=hec.url + "/custom/collector", token=hec.token,
-                    namespaces=[namespace])
+    add_destination(
+        name="s",
+        kind="splunk_hec",
+        url=hec.url + "/custom/collector",
+        token=hec.token,
+        namespaces=[namespace],
+    )
     service.send(in_ns(namespace))
     wait_until(lambda: hec.events(), what="an event")
     assert hec.requests[0].path == "/custom/collector"
@@ -77,8 +89,11 @@ def test_sumo_logic_gets_gzip_ndjson_with_metadata_headers(
     service: Service, add_destination: AddDestination, sumo: SumoReceiver, namespace: str
 ) -> None:
     add_destination(
-        name="sumo", kind="sumo_logic", url=sumo.url + "/receiver/v1/http/SECRETCODE123456",
-        namespaces=[namespace], options={"category": "prod/audit", "source_name": "auditrelay", "source_host": "h1"},
+        name="sumo",
+        kind="sumo_logic",
+        url=sumo.url + "/receiver/v1/http/SECRETCODE123456",
+        namespaces=[namespace],
+        options={"category": "prod/audit", "source_name": "auditrelay", "source_host": "h1"},
     )
     events = [in_ns(namespace) for _ in range(20)]
     service.send(events)
@@ -98,9 +113,16 @@ def test_headers_verification_token_authorization_and_content_type_override(
     service: Service, add_destination: AddDestination, receiver: Receiver, namespace: str
 ) -> None:
     destination = add_destination(
-        name="h", kind="http", url=receiver.url, token="Bearer abc.def.ghi",
-        headers=[{"name": "X-Team", "value": "sec"}, {"name": "X-Key", "value": "k-123456789", "secret": True}],
-        content_type="application/vnd.siem+json", namespaces=[namespace],
+        name="h",
+        kind="http",
+        url=receiver.url,
+        token="Bearer abc.def.ghi",
+        headers=[
+            {"name": "X-Team", "value": "sec"},
+            {"name": "X-Key", "value": "k-123456789", "secret": True},
+        ],
+        content_type="application/vnd.siem+json",
+        namespaces=[namespace],
     )
     service.send(in_ns(namespace))
     wait_until(lambda: receiver.requests, what="a request")
@@ -117,10 +139,17 @@ def test_http_batches_as_json_array_and_ndjson(
 ) -> None:
     array, ndjson = Receiver(), Receiver()
     try:
-        add_destination(name="a", kind="http", url=array.url, namespaces=[namespace],
-                        options={"batch_format": "json_array"}, batch={"max_events": 7})
-        add_destination(name="n", kind="http", url=ndjson.url, namespaces=[namespace],
-                        options={"batch_format": "ndjson"})
+        add_destination(
+            name="a",
+            kind="http",
+            url=array.url,
+            namespaces=[namespace],
+            options={"batch_format": "json_array"},
+            batch={"max_events": 7},
+        )
+        add_destination(
+            name="n", kind="http", url=ndjson.url, namespaces=[namespace], options={"batch_format": "ndjson"}
+        )
         ndjson.decode = lambda r: [json.loads(line) for line in r.body.splitlines()]  # type: ignore[method-assign]
         events = [in_ns(namespace) for _ in range(30)]
         service.send(events)
@@ -138,9 +167,12 @@ def test_filters_exact_prefix_and_namespace(
 ) -> None:
     exact, prefix, spaces = Receiver(), Receiver(), Receiver()
     try:
-        add_destination(name="exact", kind="http", url=exact.url, event_types=["user.login"], namespaces=[namespace])
-        add_destination(name="prefix", kind="http", url=prefix.url, event_types=["document.*"],
-                        namespaces=[namespace])
+        add_destination(
+            name="exact", kind="http", url=exact.url, event_types=["user.login"], namespaces=[namespace]
+        )
+        add_destination(
+            name="prefix", kind="http", url=prefix.url, event_types=["document.*"], namespaces=[namespace]
+        )
         add_destination(name="ns", kind="http", url=spaces.url, namespaces=[f"{namespace}/web"])
         sent = [
             in_ns(namespace, action="user.login"),
@@ -153,7 +185,9 @@ def test_filters_exact_prefix_and_namespace(
         ]
         service.send(sent)
         service.send(in_ns(namespace, action="marker.end"))
-        wait_until(lambda: len(prefix.events()) >= 3 and len(exact.events()) >= 1 and spaces.events(), what="filters")
+        wait_until(
+            lambda: len(prefix.events()) >= 3 and len(exact.events()) >= 1 and spaces.events(), what="filters"
+        )
         time.sleep(0.5)
         # `{namespace}/webshop` is inside `{namespace}`, but not inside `{namespace}/web`.
         assert [e["id"] for e in exact.events()] == [sent[0]["id"], sent[6]["id"]]
@@ -213,7 +247,8 @@ def test_500_then_200_is_retried_while_another_destination_keeps_flowing(
         wait_until(lambda: len(flaky.events()) >= 5, timeout=15, what="flaky destination recovers")
         assert flaky.events() == events and healthy.events() == events
         status = wait_until(
-            lambda: (s := service.destination(broken["id"])["status"])["state"] == "healthy" and s, what="healthy"
+            lambda: (s := service.destination(broken["id"])["status"])["state"] == "healthy" and s,
+            what="healthy",
         )
         assert status["consecutive_failures"] == 0 and status["delivered_total"] >= 5 and status["lag"] == 0
     finally:
@@ -261,7 +296,9 @@ def test_a_hanging_destination_is_cut_off_and_delays_no_other(
 def test_wrong_hec_token_is_unauthorized_until_fixed_and_nothing_is_dropped(
     service: Service, add_destination: AddDestination, hec: HecReceiver, namespace: str
 ) -> None:
-    destination = add_destination(name="u", kind="splunk_hec", url=hec.url, token="bad-token", namespaces=[namespace])
+    destination = add_destination(
+        name="u", kind="splunk_hec", url=hec.url, token="bad-token", namespaces=[namespace]
+    )
     events = [in_ns(namespace) for _ in range(3)]
     service.send(events)
     status = wait_until(

@@ -21,7 +21,10 @@ def test_create_returns_settings_masked_secrets_and_status(
         kind="http",
         url=receiver.url + "/hook",
         token="Bearer very-secret-token-1234",
-        headers=[{"name": "X-Team", "value": "security"}, {"name": "X-Api-Key", "value": "key-abcdef-9876", "secret": True}],
+        headers=[
+            {"name": "X-Team", "value": "security"},
+            {"name": "X-Api-Key", "value": "key-abcdef-9876", "secret": True},
+        ],
         event_types=["document.*", "user.login"],
         namespaces=["acme/web"],
         content_type="application/json; charset=utf-8",
@@ -52,7 +55,9 @@ def test_sumo_url_is_a_secret_and_never_returned_whole(
     assert "ZaVnC4dhaV0Jdaa6" not in created["url"]
     assert created["url"].endswith("Nw==") and "****" in created["url"]
     with service.admin() as client:
-        response = client.post("/api/v1/destinations", json={"name": "s", "kind": "sumo_logic", "url": url, "token": "x"})
+        response = client.post(
+            "/api/v1/destinations", json={"name": "s", "kind": "sumo_logic", "url": url, "token": "x"}
+        )
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "token"
 
@@ -60,15 +65,21 @@ def test_sumo_url_is_a_secret_and_never_returned_whole(
 def test_a_given_verification_token_is_kept_and_can_never_change(
     service: Service, add_destination: AddDestination, receiver: Receiver
 ) -> None:
-    created = add_destination(name="v", kind="http", url=receiver.url, verification_token="my-own-token-0123456789")
+    created = add_destination(
+        name="v", kind="http", url=receiver.url, verification_token="my-own-token-0123456789"
+    )
     assert created["verification_token"] == "my-own-token-0123456789"
     with service.admin() as client:
-        response = client.patch(f"/api/v1/destinations/{created['id']}", json={"verification_token": "another-token-0123456"})
+        response = client.patch(
+            f"/api/v1/destinations/{created['id']}", json={"verification_token": "another-token-0123456"}
+        )
         assert response.status_code == 422
         assert response.json()["errors"][0]["field"] == "verification_token"
         assert "never changes" in response.json()["errors"][0]["message"]
-        response = client.post("/api/v1/destinations", json={"name": "v", "kind": "http", "url": receiver.url,
-                                                               "verification_token": "short"})
+        response = client.post(
+            "/api/v1/destinations",
+            json={"name": "v", "kind": "http", "url": receiver.url, "verification_token": "short"},
+        )
         assert response.status_code == 422
     assert service.destination(created["id"])["verification_token"] == "my-own-token-0123456789"
 
@@ -77,7 +88,10 @@ def test_patch_changes_settings_keeps_secrets_and_records_an_audit_event(
     service: Service, add_destination: AddDestination, receiver: Receiver
 ) -> None:
     created = add_destination(
-        name="before", kind="http", url=receiver.url, token="tok-0000-1111-2222",
+        name="before",
+        kind="http",
+        url=receiver.url,
+        token="tok-0000-1111-2222",
         headers=[{"name": "X-Key", "value": "hidden-value-5555", "secret": True}],
     )
     with service.admin() as client:
@@ -95,9 +109,14 @@ def test_patch_changes_settings_keeps_secrets_and_records_an_audit_event(
         assert updated["name"] == "after" and updated["event_types"] == ["user.*"]
         assert updated["token"] == "********2222"
         assert updated["headers"][0] == {"name": "X-Key", "value": "********5555", "secret": True}
-        events = client.get("/api/v1/events", params={"action": "audit_stream.destination.*", "limit": 1000}).json()
+        events = client.get(
+            "/api/v1/events", params={"action": "audit_stream.destination.*", "limit": 1000}
+        ).json()
     mine = [e["event"] for e in events["events"] if e["event"]["entity"]["id"] == created["id"]]
-    assert [e["action"] for e in mine] == ["audit_stream.destination.create", "audit_stream.destination.update"]
+    assert [e["action"] for e in mine] == [
+        "audit_stream.destination.create",
+        "audit_stream.destination.update",
+    ]
     changes = mine[1]["details"]["changes"]
     assert changes["name"] == {"from": "before", "to": "after"}
     assert "hidden-value" not in str(mine) and "tok-0000" not in str(mine)
@@ -109,7 +128,9 @@ def test_delete_is_204_then_404_and_audited(service: Service, receiver: Receiver
         assert client.delete(f"/api/v1/destinations/{created['id']}").status_code == 204
         assert client.get(f"/api/v1/destinations/{created['id']}").status_code == 404
         assert client.delete(f"/api/v1/destinations/{created['id']}").status_code == 404
-        events = client.get("/api/v1/events", params={"action": "audit_stream.destination.delete", "limit": 1000})
+        events = client.get(
+            "/api/v1/events", params={"action": "audit_stream.destination.delete", "limit": 1000}
+        )
     assert created["id"] in [e["event"]["entity"]["id"] for e in events.json()["events"]]
 
 
@@ -148,12 +169,15 @@ def test_bad_settings_are_422_naming_the_field(
 
 def test_malformed_and_oversized_admin_bodies(service: Service) -> None:
     with service.admin() as client:
-        response = client.post("/api/v1/destinations", content=b"{nope", headers={"Content-Type": "application/json"})
+        response = client.post(
+            "/api/v1/destinations", content=b"{nope", headers={"Content-Type": "application/json"}
+        )
         assert response.status_code == 400
         response = client.post("/api/v1/destinations", json=[1, 2])
         assert response.status_code == 422
         response = client.post(
-            "/api/v1/destinations", content=b'{"name":"' + b"x" * 400_000 + b'"}',
+            "/api/v1/destinations",
+            content=b'{"name":"' + b"x" * 400_000 + b'"}',
             headers={"Content-Type": "application/json"},
         )
         assert response.status_code == 413
@@ -163,7 +187,9 @@ def test_malformed_and_oversized_admin_bodies(service: Service) -> None:
 
 def test_splunk_hec_needs_a_token(service: Service, receiver: Receiver) -> None:
     with service.admin() as client:
-        response = client.post("/api/v1/destinations", json={"name": "h", "kind": "splunk_hec", "url": receiver.url})
+        response = client.post(
+            "/api/v1/destinations", json={"name": "h", "kind": "splunk_hec", "url": receiver.url}
+        )
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "token"
 
@@ -199,7 +225,9 @@ def test_destination_changes_are_streamed_like_any_event(
     service: Service, add_destination: AddDestination, receiver: Receiver
 ) -> None:
     watcher = add_destination(name="watcher", kind="http", url=receiver.url, event_types=["audit_stream.*"])
-    other = service.add_destination(name="other", kind="http", url=receiver.url + "/x", event_types=["none.*"])
+    other = service.add_destination(
+        name="other", kind="http", url=receiver.url + "/x", event_types=["none.*"]
+    )
     with service.admin() as client:
         client.post(f"/api/v1/destinations/{other['id']}/pause")
         client.post(f"/api/v1/destinations/{other['id']}/resume")
@@ -223,7 +251,9 @@ def test_unknown_routes_and_methods_are_problem_json(service: Service) -> None:
 
 def test_events_are_not_sent_to_a_destination_of_another_test(service: Service, receiver: Receiver) -> None:
     # Sanity of the shared-service setup: a namespace filter keeps other tests' events out.
-    destination = service.add_destination(name="ns", kind="http", url=receiver.url, namespaces=["nobody/else"])
+    destination = service.add_destination(
+        name="ns", kind="http", url=receiver.url, namespaces=["nobody/else"]
+    )
     try:
         service.send(make_event(entity={"type": "project", "id": 1, "path": "someone/else"}))
         service.send(make_event(entity={"type": "project", "id": 2, "path": "nobody/else/x"}))

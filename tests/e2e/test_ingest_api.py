@@ -116,7 +116,9 @@ def test_wrong_types_in_nested_fields_are_named_precisely(service: Service) -> N
 def test_malformed_json_is_400_with_the_position(service: Service) -> None:
     before = head(service)
     with service.ingest() as client:
-        response = client.post("/api/v1/events", content=b'{"action": "x",', headers={"Content-Type": "application/json"})
+        response = client.post(
+            "/api/v1/events", content=b'{"action": "x",', headers={"Content-Type": "application/json"}
+        )
         assert response.status_code == 400
         assert "not valid JSON" in response.json()["detail"]
         response = client.post(
@@ -128,7 +130,9 @@ def test_malformed_json_is_400_with_the_position(service: Service) -> None:
         assert "line 2" in response.json()["detail"]
         response = client.post("/api/v1/events", content=b"", headers={"Content-Type": "application/json"})
         assert response.status_code == 400
-        response = client.post("/api/v1/events", content=b"a=b", headers={"Content-Type": "application/x-www-form-urlencoded"})
+        response = client.post(
+            "/api/v1/events", content=b"a=b", headers={"Content-Type": "application/x-www-form-urlencoded"}
+        )
         assert response.status_code == 415
     assert head(service) == before
 
@@ -149,7 +153,9 @@ def test_too_many_events_or_bytes_are_413_and_nothing_stored(service: Service) -
                 yield b"y" * (1024 * 1024)
             yield b'"}'
 
-        response = client.post("/api/v1/events", content=chunks(), headers={"Content-Type": "application/json"})
+        response = client.post(
+            "/api/v1/events", content=chunks(), headers={"Content-Type": "application/json"}
+        )
         assert response.status_code == 413
     assert head(service) == before
 
@@ -163,7 +169,9 @@ def test_missing_wrong_and_misused_tokens_are_refused(service: Service) -> None:
         response = client.post("/api/v1/events", json=event, headers={"Authorization": "Bearer nope"})
         assert response.status_code == 401
         assert response.json()["detail"] == "the token is unknown or revoked"
-        response = client.post("/api/v1/events", json=event, headers={"Authorization": f"Basic {service.ingest_token}"})
+        response = client.post(
+            "/api/v1/events", json=event, headers={"Authorization": f"Basic {service.ingest_token}"}
+        )
         assert response.status_code == 401
         response = client.post(
             "/api/v1/events", json=event, headers={"Authorization": f"Bearer {service.admin_token}"}
@@ -175,7 +183,9 @@ def test_missing_wrong_and_misused_tokens_are_refused(service: Service) -> None:
             ("GET", "/api/v1/events"),
             ("DELETE", "/api/v1/destinations/x"),
         ):
-            response = client.request(method, path, headers={"Authorization": f"Bearer {service.ingest_token}"})
+            response = client.request(
+                method, path, headers={"Authorization": f"Bearer {service.ingest_token}"}
+            )
             assert response.status_code == 403, (method, path)
             assert "admin token" in response.json()["detail"]
 
@@ -191,12 +201,16 @@ def test_schema_is_served_and_equals_the_file_in_the_repo(service: Service) -> N
 
 def test_browse_filters_by_exact_and_prefix_action(service: Service) -> None:
     before = head(service)
-    service.send([make_event(action="user.login"), make_event(action="user.session.end"), make_event(action="doc.x")])
+    service.send(
+        [make_event(action="user.login"), make_event(action="user.session.end"), make_event(action="doc.x")]
+    )
     assert [e["event"]["action"] for e in browse(service, after=before, action="user.*")["events"]] == [
         "user.login",
         "user.session.end",
     ]
-    assert [e["event"]["action"] for e in browse(service, after=before, action="doc.x")["events"]] == ["doc.x"]
+    assert [e["event"]["action"] for e in browse(service, after=before, action="doc.x")["events"]] == [
+        "doc.x"
+    ]
     with service.admin() as client:
         assert client.get("/api/v1/events", params={"action": "BAD ACTION"}).status_code == 422
         assert client.get("/api/v1/events", params={"limit": 0}).status_code == 422

@@ -44,8 +44,11 @@ def test_kill_9_during_delivery_loses_nothing(fresh_service: Service, receiver: 
     got_before_kill = len(receiver.events())
     assert got_before_kill < 150, "the kill must land mid-stream"
     service.start()
-    wait_until(lambda: {e["id"] for e in receiver.events()} >= {e["id"] for e in events}, timeout=30,
-               what="every event after kill -9")
+    wait_until(
+        lambda: {e["id"] for e in receiver.events()} >= {e["id"] for e in events},
+        timeout=30,
+        what="every event after kill -9",
+    )
     received = [e["id"] for e in receiver.events()]
     # At least once: duplicates only from the batch in flight (≤ 100 for per-event http).
     assert len(received) - len(set(received)) <= 100

@@ -103,7 +103,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="auditrelay",
         version=__version__,
-        description="Streams audit events to SIEMs: Splunk HEC, Sumo Logic and any HTTP endpoint taking JSON.",
+        description="Streams audit events to SIEMs: Splunk HEC, Sumo Logic, any HTTP endpoint taking JSON.",
         lifespan=lifespan,
     )
     app.add_middleware(AdminBodyLimit)

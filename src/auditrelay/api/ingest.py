@@ -42,7 +42,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     description="One event object, a JSON array of events, or NDJSON (Content-Type: application/x-ndjson). "
     "All-or-nothing: one invalid event rejects the request (422) and nothing is stored.",
 )
-async def ingest_events(request: Request, principal: Annotated[Principal, Depends(require_ingest)]) -> Response:
+async def ingest_events(
+    request: Request, principal: Annotated[Principal, Depends(require_ingest)]
+) -> Response:
     state = request.app.state
     settings = state.settings
     raw = await read_body(request, settings.max_request_bytes)

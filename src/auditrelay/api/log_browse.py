@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
@@ -26,7 +25,9 @@ async def browse_events(
     action: Annotated[str | None, Query(description="exact action or prefix such as 'document.*'")] = None,
 ) -> Response:
     if action is not None and not EVENT_TYPE.match(action):
-        raise ValidationError("invalid action filter", [FieldError("action", "use 'document.create' or 'document.*'")])
+        raise ValidationError(
+            "invalid action filter", [FieldError("action", "use 'document.create' or 'document.*'")]
+        )
     db = request.app.state.db
 
     def read() -> tuple[list[tuple[int, int, bytes]], int]:
@@ -36,7 +37,9 @@ async def browse_events(
 
     rows, head = await db.run(read)
     # Stored bytes go out as they are: no decode and re-encode of each event.
-    parts = [b'{"seq":%d,"received_at_ms":%d,"event":%s}' % (seq, received, body) for seq, received, body in rows]
+    parts = [
+        b'{"seq":%d,"received_at_ms":%d,"event":%s}' % (seq, received, body) for seq, received, body in rows
+    ]
     next_after = rows[-1][0] if rows else after
     payload = b'{"events":[' + b",".join(parts) + b'],"next_after":%d,"head":%d}' % (next_after, head)
     return Response(payload, media_type="application/json")

@@ -31,7 +31,9 @@ def problem(
 def install(app: FastAPI) -> None:
     @app.exception_handler(AuditrelayError)
     async def _known(_request: Request, exc: AuditrelayError) -> Response:
-        headers = {"WWW-Authenticate": 'Bearer realm="auditrelay"'} if isinstance(exc, Unauthenticated) else None
+        headers = (
+            {"WWW-Authenticate": 'Bearer realm="auditrelay"'} if isinstance(exc, Unauthenticated) else None
+        )
         return problem(exc.status, exc.title, exc.detail, exc.errors, headers)
 
     @app.exception_handler(RequestValidationError)
@@ -44,7 +46,9 @@ def install(app: FastAPI) -> None:
             message = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
             if err.get("type") == "model_attributes_type" and not loc:
                 return problem(
-                    422, "Validation failed", "the body must be a JSON object (Content-Type: application/json)",
+                    422,
+                    "Validation failed",
+                    "the body must be a JSON object (Content-Type: application/json)",
                     [FieldError(field="", message="must be a JSON object")],
                 )
             if err.get("type") == "extra_forbidden":

@@ -41,7 +41,9 @@ async def attempt(
         # httpx's timeouts bound each phase; this bounds the whole exchange, so a server
         # trickling one byte a second cannot hold the loop forever.
         async with asyncio.timeout(total_timeout):
-            async with client.stream("POST", request.url, content=request.content, headers=request.headers) as r:
+            async with client.stream(
+                "POST", request.url, content=request.content, headers=request.headers
+            ) as r:
                 answer = bytearray()
                 async for chunk in r.aiter_bytes():
                     answer += chunk[: MAX_ANSWER_BYTES - len(answer)]

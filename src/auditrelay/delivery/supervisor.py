@@ -51,7 +51,9 @@ class DeliverySupervisor:
                     destination = await self._db.run(self._load, destination_id)
                     if destination is None or not destination.active:
                         continue
-                    worker = DestinationWorker(destination, self._db, self._rows, self._wakeups, self._settings)
+                    worker = DestinationWorker(
+                        destination, self._db, self._rows, self._wakeups, self._settings
+                    )
                     task = asyncio.create_task(worker.run(), name=f"deliver-{destination_id}")
                     self._workers[destination_id] = (worker, task)
 
@@ -76,8 +78,19 @@ class DeliverySupervisor:
                 log.exception("could not resync destinations; trying again shortly")
 
     async def _stop_worker(self, destination_id: str) -> None:
-        _worker, task = self._workers.pop(destination_id)
-        task.cancel()
+        """Let the loop finish its request in flight and commit; cancel it past a deadline."""
+        worker, task = self._workers.pop(destination_id)
+        worker.request_stop()
+        grace = min(
+            self._settings.stop_grace_seconds,
+            self._settings.request_timeout_seconds + self._settings.connect_timeout_seconds,
+        )
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=grace)
+        except TimeoutError:
+            task.cancel()
+        except Exception:
+            log.exception("delivery loop of %s ended with an error", destination_id)
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
 

@@ -27,6 +27,10 @@ from auditrelay.store.destination_rows import DestinationRows
 log = logging.getLogger(__name__)
 
 
+class _Stopping(Exception):
+    """Raised inside the loop once a stop was asked for, to unwind to the final commit."""
+
+
 class DestinationWorker:
     def __init__(
         self,
@@ -46,11 +50,18 @@ class DestinationWorker:
         per_event = destination.kind == "http" and destination.options.get("batch_format", "none") == "none"
         # Per-event destinations commit their cursor every `max_events` requests; batching
         # ones read enough to fill a request even when filters drop most events.
-        self._read_limit = destination.batch.max_events if per_event else max(destination.batch.max_events, 1000)
+        self._read_limit = (
+            destination.batch.max_events if per_event else max(destination.batch.max_events, 1000)
+        )
         self._failures = 0
         self._committed = -1
         self._delivered_through = -1
         self._delivered_uncommitted = 0
+        self._stop = asyncio.Event()
+
+    def request_stop(self) -> None:
+        """Finish the request in flight, commit, and end (the supervisor bounds the wait)."""
+        self._stop.set()
 
     @property
     def version(self) -> int:
@@ -58,9 +69,12 @@ class DestinationWorker:
 
     async def run(self) -> None:
         """Deliver until cancelled; unexpected errors restart the loop after a pause."""
-        while True:
+        while not self._stop.is_set():
             try:
                 await self._deliver_forever()
+            except _Stopping:
+                await self._commit_partial()
+                return
             except asyncio.CancelledError:
                 await self._commit_partial()
                 raise
@@ -68,12 +82,17 @@ class DestinationWorker:
                 log.exception("delivery loop of destination %s failed; restarting", self.destination.id)
                 self._failures += 1
                 delay = retry_delay(
-                    Outcome.RETRY, self._failures, None, self._settings.retry_initial_seconds,
-                    self._settings.retry_max_seconds, 0,
+                    Outcome.RETRY,
+                    self._failures,
+                    None,
+                    self._settings.retry_initial_seconds,
+                    self._settings.retry_max_seconds,
+                    0,
                 )
                 with contextlib.suppress(Exception):
                     await self._record_failure("failing", None, f"internal error: {exc}", delay)
-                await asyncio.sleep(delay)
+                with contextlib.suppress(_Stopping):
+                    await self._pause(delay)
 
     async def _deliver_forever(self) -> None:
         status = await self._db.run(self._read_status)
@@ -86,13 +105,11 @@ class DestinationWorker:
             ) as client:
                 await self._check_url()
                 linger = self.destination.batch.linger_ms / 1000
-                while True:
+                while not self._stop.is_set():
                     flag.clear()
                     batch = await self._db.run(self._read, cursor, self._read_limit)
                     if not batch:
-                        with contextlib.suppress(TimeoutError):
-                            async with asyncio.timeout(self._settings.resync_seconds):
-                                await flag.wait()
+                        await self._wait_for_events(flag)
                         continue
                     if linger and len(batch) < self._read_limit:
                         # A short linger lets a burst fill one request instead of many.
@@ -107,6 +124,8 @@ class DestinationWorker:
     async def _deliver_batch(self, client: httpx.AsyncClient, batch: list[StoredEvent]) -> None:
         matching = [event for event in batch if self._filter.matches(event)]
         for request in self.kind.requests(self.destination, matching):
+            if self._stop.is_set():
+                raise _Stopping
             await self._send_until_accepted(client, request)
             self._delivered_through = request.events[-1].seq
             self._delivered_uncommitted += len(request.events)
@@ -136,10 +155,14 @@ class DestinationWorker:
                 message = f"rejected ({len(request.events)} events; retrying): {message}"
             log.warning(
                 "destination %s (%s): %s; retry %d in %.1f s",
-                self.destination.name, self.destination.id, message, self._failures, delay,
+                self.destination.name,
+                self.destination.id,
+                message,
+                self._failures,
+                delay,
             )
             await self._record_failure(state, result.status, message, delay)
-            await asyncio.sleep(delay)
+            await self._pause(delay)
 
     async def _check_url(self) -> None:
         """Re-check the URL guard when the loop starts: DNS may have changed since it was saved."""
@@ -153,7 +176,26 @@ class DestinationWorker:
                 self._failures += 1
                 delay = self._settings.retry_max_seconds
                 await self._record_failure("failing", None, f"URL refused: {exc}", delay)
-                await asyncio.sleep(delay)
+                await self._pause(delay)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep before a retry, but end at once (raising `_Stopping`) when asked to stop."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
+        if self._stop.is_set():
+            raise _Stopping
+
+    async def _wait_for_events(self, flag: asyncio.Event) -> None:
+        stop = asyncio.ensure_future(self._stop.wait())
+        woken = asyncio.ensure_future(flag.wait())
+        try:
+            await asyncio.wait(
+                {stop, woken}, timeout=self._settings.resync_seconds, return_when="FIRST_COMPLETED"
+            )
+        finally:
+            stop.cancel()
+            woken.cancel()
 
     # -- database ---------------------------------------------------------------------
 
@@ -184,7 +226,9 @@ class DestinationWorker:
             with contextlib.suppress(Exception):
                 await asyncio.shield(
                     self._db.run(
-                        self._write, self._rows.commit_progress, self._delivered_through,
+                        self._write,
+                        self._rows.commit_progress,
+                        self._delivered_through,
                         self._delivered_uncommitted,
                     )
                 )

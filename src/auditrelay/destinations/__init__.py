@@ -11,7 +11,9 @@ from auditrelay.destinations.model import BatchSettings, Destination, Header
 from auditrelay.destinations.splunk_hec import SplunkHecKind
 from auditrelay.destinations.sumo_logic import SumoLogicKind
 
-KINDS: dict[str, DestinationKind] = {kind.name: kind for kind in (HttpKind(), SplunkHecKind(), SumoLogicKind())}
+KINDS: dict[str, DestinationKind] = {
+    kind.name: kind for kind in (HttpKind(), SplunkHecKind(), SumoLogicKind())
+}
 
 __all__ = [
     "KINDS",

@@ -77,7 +77,9 @@ class DestinationService:
 
     # -- changing ----------------------------------------------------------------------
 
-    async def create(self, principal: Principal, body: DestinationCreate, ctx: RequestContext) -> dict[str, Any]:
+    async def create(
+        self, principal: Principal, body: DestinationCreate, ctx: RequestContext
+    ) -> dict[str, Any]:
         org = principal.org if principal.org is not None else body.org
         now = int(time.time() * 1000)
         destination = Destination(
@@ -107,7 +109,9 @@ class DestinationService:
                 # beginning with the audit event of its own creation.
                 head = head_seq(conn)
                 self._rows.insert(conn, destination, cursor=head)
-                self._audit(conn, "create", destination, principal, ctx, {"destination": summary(destination)})
+                self._audit(
+                    conn, "create", destination, principal, ctx, {"destination": summary(destination)}
+                )
                 return render(destination, self._rows.status(conn, destination.id), head_seq(conn))
 
         result = await self._db.run(write)
@@ -149,8 +153,14 @@ class DestinationService:
         def write() -> dict[str, Any]:
             with self._db.write() as conn:
                 self._rows.update(conn, updated)
-                self._audit(conn, "update", updated, principal, ctx,
-                            {"destination": summary(updated), "changes": diff})
+                self._audit(
+                    conn,
+                    "update",
+                    updated,
+                    principal,
+                    ctx,
+                    {"destination": summary(updated), "changes": diff},
+                )
                 if "active" in diff:
                     action = "resume" if updated.active else "pause"
                     self._audit(conn, action, updated, principal, ctx, {"destination": summary(updated)})
@@ -168,7 +178,10 @@ class DestinationService:
                 current = self._visible(conn, principal, destination_id)
                 if current.active != active:
                     updated = replace(
-                        current, active=active, version=current.version + 1, updated_at_ms=int(time.time() * 1000)
+                        current,
+                        active=active,
+                        version=current.version + 1,
+                        updated_at_ms=int(time.time() * 1000),
                     )
                     self._rows.update(conn, updated)
                     if active:
@@ -217,10 +230,14 @@ class DestinationService:
             ],
             now,
         )[0]
-        stored = StoredEvent(0, destination.org, test_event.action, None, test_event.occurred_at_ms, test_event.body)
+        stored = StoredEvent(
+            0, destination.org, test_event.action, None, test_event.occurred_at_ms, test_event.body
+        )
         request = next(iter(kind.requests(destination, [stored])))
         timeout = self._settings.request_timeout_seconds + self._settings.connect_timeout_seconds
-        async with new_client(self._settings.connect_timeout_seconds, self._settings.request_timeout_seconds) as c:
+        async with new_client(
+            self._settings.connect_timeout_seconds, self._settings.request_timeout_seconds
+        ) as c:
             result = await attempt(c, kind, request, timeout)
         return {
             "delivered": result.verdict.outcome.value == "delivered",
@@ -283,8 +300,11 @@ class DestinationService:
             "actor": {"type": "service", "token": {"id": principal.token_id, "name": principal.name}},
             "context": context,
             "details": details,
-            "entity": {"type": "audit_stream_destination", "id": destination.id,
-                       "path": destination.org or ""},
+            "entity": {
+                "type": "audit_stream_destination",
+                "id": destination.id,
+                "path": destination.org or "",
+            },
         }
         event = validate_events([raw])[0]
         append_events(conn, [event], destination.org)
@@ -299,7 +319,12 @@ def _headers(given: list[HeaderIn], existing: dict[str, Header]) -> tuple[Header
             if not header.secret or kept is None or not kept.secret:
                 raise ValidationError(
                     "a header needs a value",
-                    [FieldError(f"headers.{index}.value", "is required (only an existing secret header may omit it)")],
+                    [
+                        FieldError(
+                            f"headers.{index}.value",
+                            "is required (only an existing secret header may omit it)",
+                        )
+                    ],
                 )
             value = kept.value
         result.append(Header(header.name, value, header.secret))
@@ -353,14 +378,20 @@ def _public(d: Destination) -> dict[str, Any]:
         "name": d.name,
         "kind": d.kind,
         "url": mask_url(d.url) if KINDS[d.kind].url_is_secret else d.url,
-        "headers": [{"name": h.name, "value": mask(h.value) if h.secret else h.value, "secret": h.secret}
-                    for h in d.headers],
+        "headers": [
+            {"name": h.name, "value": mask(h.value) if h.secret else h.value, "secret": h.secret}
+            for h in d.headers
+        ],
         "event_types": list(d.event_types),
         "namespaces": list(d.namespaces),
         "content_type": d.content_type,
         "active": d.active,
         "options": d.options,
-        "batch": {"max_events": d.batch.max_events, "max_bytes": d.batch.max_bytes, "linger_ms": d.batch.linger_ms},
+        "batch": {
+            "max_events": d.batch.max_events,
+            "max_bytes": d.batch.max_bytes,
+            "linger_ms": d.batch.linger_ms,
+        },
     }
 
 

@@ -77,7 +77,9 @@ def _check_headers(headers: list[HeaderIn] | None) -> list[HeaderIn] | None:
 def _check_event_types(values: list[str] | None) -> list[str] | None:
     for value in values or []:
         if not EVENT_TYPE.match(value):
-            raise ValueError(f"{value!r} is not an event type: use 'document.create' or a prefix 'document.*'")
+            raise ValueError(
+                f"{value!r} is not an event type: use 'document.create' or a prefix 'document.*'"
+            )
     return values
 
 
@@ -154,6 +156,8 @@ class DestinationPatch(_DestinationFields):
     @field_validator("verification_token")
     @classmethod
     def _immutable(cls, value: object) -> object:
-        raise ValueError("the verification token is set once, when the destination is created, and never changes")
+        raise ValueError(
+            "the verification token is set once, when the destination is created, and never changes"
+        )
 
     _token_text = field_validator("token")(DestinationCreate._token_text.__func__)  # type: ignore[attr-defined]

@@ -46,7 +46,7 @@ class SecretBox:
             result: dict[str, Any] = orjson.loads(self._fernet.decrypt(sealed))
         except InvalidToken as exc:
             raise ConfigurationError(
-                "cannot decrypt destination secrets: AUDITRELAY_SECRET_KEY differs from the key they were sealed with"
+                "cannot decrypt destination secrets: AUDITRELAY_SECRET_KEY is not the key that sealed them"
             ) from exc
         return result
 

@@ -40,7 +40,7 @@ def check_destination_url(url: str, allow_private: bool) -> None:
     except socket.gaierror as exc:
         raise UnsafeUrl(f"host {parts.hostname!r} does not resolve ({exc.strerror})") from exc
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if _is_internal(address):
             raise UnsafeUrl(
                 f"resolves to {address}, a private, loopback, link-local or metadata address; "

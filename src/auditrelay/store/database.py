@@ -32,9 +32,7 @@ class Database:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             self.engine = _sqlite_engine(self.url, settings.sqlite_synchronous, pool_size)
         else:
-            self.engine = create_engine(
-                self.url, pool_size=pool_size, max_overflow=4, pool_pre_ping=True
-            )
+            self.engine = create_engine(self.url, pool_size=pool_size, max_overflow=4, pool_pre_ping=True)
         # SQLite has one writer at a time; serialising our own writers in-process avoids
         # spinning in SQLite's busy handler (which sleeps in coarse steps and adds latency).
         self._sqlite_write_lock = threading.Lock()

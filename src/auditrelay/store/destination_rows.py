@@ -114,7 +114,9 @@ class DestinationRows:
             values["last_success_at_ms"] = now_ms()
         conn.execute(
             update(destination_status)
-            .where(destination_status.c.destination_id == destination_id, destination_status.c.cursor <= cursor)
+            .where(
+                destination_status.c.destination_id == destination_id, destination_status.c.cursor <= cursor
+            )
             .values(**values)
         )
 
@@ -152,14 +154,19 @@ class DestinationRows:
 
     def _row(self, d: Destination) -> dict[str, Any]:
         config = {
-            "headers": [{"name": h.name, "secret": h.secret} | ({} if h.secret else {"value": h.value})
-                        for h in d.headers],
+            "headers": [
+                {"name": h.name, "secret": h.secret} | ({} if h.secret else {"value": h.value})
+                for h in d.headers
+            ],
             "event_types": list(d.event_types),
             "namespaces": list(d.namespaces),
             "content_type": d.content_type,
             "options": d.options,
-            "batch": {"max_events": d.batch.max_events, "max_bytes": d.batch.max_bytes,
-                      "linger_ms": d.batch.linger_ms},
+            "batch": {
+                "max_events": d.batch.max_events,
+                "max_bytes": d.batch.max_bytes,
+                "linger_ms": d.batch.linger_ms,
+            },
         }
         secrets = {
             "url": d.url,

@@ -1,0 +1,159 @@
+"""Rendering and answer classification of each destination kind, without the network."""
+
+from __future__ import annotations
+
+import gzip
+import random
+from typing import Any
+
+import orjson
+import pytest
+
+from auditrelay.delivery.retry import retry_delay
+from auditrelay.destinations import KINDS, BatchSettings, Destination, EventFilter, Header, Outcome
+from auditrelay.destinations.base import classify_status, parse_retry_after
+from auditrelay.destinations.splunk_hec import event_url, hec_token
+from auditrelay.log import StoredEvent
+from tests.support import split_concatenated_json
+
+
+def destination(kind: str, **overrides: Any) -> Destination:
+    values: dict[str, Any] = {
+        "id": "d1",
+        "org": None,
+        "name": "n",
+        "kind": kind,
+        "url": "https://siem.example.com",
+        "token": None,
+        "headers": (Header("X-A", "1"),),
+        "event_types": (),
+        "namespaces": (),
+        "content_type": None,
+        "verification_token": "v" * 20,
+        "active": True,
+        "options": {},
+        "batch": BatchSettings(max_events=3, max_bytes=10_000, linger_ms=0),
+    }
+    values.update(overrides)
+    return Destination(**values)
+
+
+def stored(seq: int, action: str = "a.b", path: str | None = None, org: str | None = None) -> StoredEvent:
+    body = orjson.dumps({"id": f"id-{seq}", "action": action})
+    return StoredEvent(seq, org, action, path, 1731477651518 + seq, body)
+
+
+def test_http_sends_one_event_per_request_by_default() -> None:
+    requests = list(KINDS["http"].requests(destination("http", token="Bearer t"), [stored(1), stored(2)]))
+    assert [r.content for r in requests] == [stored(1).body, stored(2).body]
+    assert requests[0].headers["Authorization"] == "Bearer t"
+    assert requests[0].headers["X-Auditrelay-Streaming-Token"] == "v" * 20
+    assert requests[0].headers["X-A"] == "1"
+
+
+def test_http_batches_respect_max_events_and_max_bytes() -> None:
+    d = destination("http", options={"batch_format": "json_array"})
+    requests = list(KINDS["http"].requests(d, [stored(i) for i in range(7)]))
+    assert [len(orjson.loads(r.content)) for r in requests] == [3, 3, 1]
+    d = destination("http", options={"batch_format": "ndjson"}, batch=BatchSettings(100, 60, 0))
+    requests = list(KINDS["http"].requests(d, [stored(i) for i in range(5)]))
+    assert all(len(r.content) <= 60 or len(r.events) == 1 for r in requests)
+    assert b"".join(r.content for r in requests).count(b"\n") == 5
+
+
+def test_hec_envelope_time_fields_and_concatenation() -> None:
+    d = destination(
+        "splunk_hec",
+        token="Splunk abc",
+        options={"index": "main", "source": "s", "sourcetype": "st", "host": "h"},
+    )
+    (request,) = KINDS["splunk_hec"].requests(d, [stored(1), stored(2)])
+    assert request.url == "https://siem.example.com/services/collector/event"
+    assert request.headers["Authorization"] == "Splunk abc"
+    envelopes = split_concatenated_json(request.content)
+    assert b"}{" in request.content and not request.content.startswith(b"[")
+    assert envelopes[0] == {
+        "time": 1731477651.519,
+        "host": "h",
+        "source": "s",
+        "sourcetype": "st",
+        "index": "main",
+        "event": {"id": "id-1", "action": "a.b"},
+    }
+
+
+def test_hec_token_prefix_and_url_rules() -> None:
+    assert hec_token("Splunk abc") == hec_token("abc") == hec_token("  splunk   abc ") == "abc"
+    assert event_url("https://h:8088") == "https://h:8088/services/collector/event"
+    assert event_url("https://h:8088/") == "https://h:8088/services/collector/event"
+    assert event_url("https://h/services/collector") == "https://h/services/collector"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "outcome"),
+    [
+        (200, b'{"text":"Success","code":0}', Outcome.DELIVERED),
+        (200, b"", Outcome.DELIVERED),
+        (401, b'{"text":"Token is required","code":2}', Outcome.UNAUTHORIZED),
+        (403, b'{"text":"Invalid token","code":4}', Outcome.UNAUTHORIZED),
+        (403, b'{"text":"Token disabled","code":1}', Outcome.UNAUTHORIZED),
+        (400, b'{"text":"Invalid data format","code":6}', Outcome.REJECTED),
+        (400, b'{"text":"Incorrect index","code":7}', Outcome.REJECTED),
+        (500, b'{"text":"Internal server error","code":8}', Outcome.RETRY),
+        (503, b'{"text":"Server is busy","code":9}', Outcome.RETRY),
+        (503, b'{"text":"HEC is unhealthy, queues are full","code":18}', Outcome.RETRY),
+        (200, b'{"text":"Server is busy","code":9}', Outcome.RETRY),
+    ],
+)
+def test_hec_answers_are_classified_by_their_code(status: int, body: bytes, outcome: Outcome) -> None:
+    assert KINDS["splunk_hec"].verdict(status, {}, body).outcome is outcome
+
+
+def test_sumo_sends_gzip_ndjson_and_metadata_headers() -> None:
+    d = destination(
+        "sumo_logic", options={"category": "c", "source_name": "n", "source_host": "h", "fields": "a=b"}
+    )
+    (request,) = KINDS["sumo_logic"].requests(d, [stored(1), stored(2)])
+    assert gzip.decompress(request.content) == stored(1).body + b"\n" + stored(2).body + b"\n"
+    assert request.headers["Content-Encoding"] == "gzip"
+    assert (
+        request.headers["X-Sumo-Category"],
+        request.headers["X-Sumo-Name"],
+        request.headers["X-Sumo-Host"],
+        request.headers["X-Sumo-Fields"],
+    ) == ("c", "n", "h", "a=b")
+
+
+def test_status_classification_and_retry_after() -> None:
+    assert classify_status(204, {}, b"").outcome is Outcome.DELIVERED
+    assert classify_status(408, {}, b"").outcome is Outcome.RETRY
+    assert classify_status(429, {"retry-after": "7"}, b"").retry_after == 7
+    assert classify_status(302, {"location": "/x"}, b"").outcome is Outcome.RETRY
+    assert classify_status(404, {}, b"").outcome is Outcome.REJECTED
+    assert classify_status(413, {}, b"").outcome is Outcome.REJECTED
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert parse_retry_after("soon") is None
+
+
+def test_retry_delay_grows_with_jitter_caps_and_honours_retry_after() -> None:
+    rng = random.Random(1)
+    delays = [retry_delay(Outcome.RETRY, n, None, 1.0, 300.0, 60.0, rng) for n in range(1, 12)]
+    for n, delay in enumerate(delays, start=1):
+        base = min(300.0, 2 ** (n - 1))
+        assert base / 2 <= delay <= base
+    assert retry_delay(Outcome.RETRY, 3, 42.0, 1.0, 300.0, 60.0) == 42.0
+    assert retry_delay(Outcome.UNAUTHORIZED, 1, None, 1.0, 300.0, 60.0) == 60.0
+
+
+def test_filters_exact_prefix_namespace_and_org() -> None:
+    f = EventFilter(None, ("user.login", "document.*"), ())
+    assert f.matches(stored(1, "user.login")) and f.matches(stored(1, "document.acl.set"))
+    assert not f.matches(stored(1, "user.logout")) and not f.matches(stored(1, "documents.x"))
+    assert not f.matches(stored(1, "document"))
+    f = EventFilter(None, (), ("acme/web",))
+    assert f.matches(stored(1, path="acme/web")) and f.matches(stored(1, path="acme/web/api"))
+    assert not f.matches(stored(1, path="acme/webshop")) and not f.matches(stored(1, path=None))
+    f = EventFilter("acme", (), ())
+    assert f.matches(stored(1, org="acme")) and not f.matches(stored(1, org="other"))
+    assert not f.matches(stored(1, org=None))
+    assert EventFilter(None, ("*",), ()).matches(stored(1, "any.thing"))
