@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from auditrelay.events import ValidEvent
+from auditrelay.log.wakeups import CHANNEL
 from auditrelay.store.tables import events, log_head
 
 #: Bound the IN (...) list used to find already-stored ids.
@@ -77,6 +78,9 @@ def append_events(conn: Connection, batch: Sequence[ValidEvent], org: str | None
     if rows:
         conn.execute(insert(events), rows)
         conn.execute(update(log_head).where(log_head.c.id == 1).values(head=seq))
+        if conn.dialect.name == "postgresql":
+            # Delivered at commit to every process LISTENing: their loops wake at once.
+            conn.exec_driver_sql(f"SELECT pg_notify('{CHANNEL}', '')")
     return AppendResult(stored=len(rows), duplicates=len(batch) - len(rows), head=seq)
 
 

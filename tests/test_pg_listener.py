@@ -1,0 +1,43 @@
+"""Appends on PostgreSQL wake the loops of every process through LISTEN/NOTIFY."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+
+from auditrelay.config import Settings
+from auditrelay.events import validate_events
+from auditrelay.log import Wakeups, append_events
+from auditrelay.log.wakeups import PostgresListener
+from auditrelay.store import Database, upgrade_to_head
+from tests.conftest import Databases
+from tests.support import make_event
+
+
+def test_an_append_in_another_connection_wakes_a_listening_process(databases: Databases, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = databases.url("postgresql")
+    db = Database(Settings(database_url=url, data_dir=tmp_path))
+    upgrade_to_head(db)
+
+    async def scenario() -> bool:
+        wakeups = Wakeups()
+        flag = wakeups.subscribe()
+        listener = PostgresListener(url, wakeups, asyncio.get_running_loop())
+        listener.start()
+        try:
+            await asyncio.sleep(0.5)  # let it LISTEN
+            flag.clear()
+            with db.write() as conn:  # as another process would: no direct notify() call
+                append_events(conn, validate_events([make_event()]), None)
+            await asyncio.wait_for(flag.wait(), timeout=5)
+            return True
+        finally:
+            listener.stop()
+
+    try:
+        assert asyncio.run(scenario())
+    finally:
+        db.dispose()
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT head FROM log_head").fetchone() == (1,)
