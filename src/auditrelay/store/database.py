@@ -29,7 +29,8 @@ class Database:
         self.is_sqlite = self.url.startswith("sqlite")
         self.is_postgresql = not self.is_sqlite
         if self.is_sqlite:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            # Audit data is sensitive: a new data directory is readable by its owner only.
+            settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.engine = _sqlite_engine(self.url, settings.sqlite_synchronous, pool_size)
         else:
             self.engine = create_engine(self.url, pool_size=pool_size, max_overflow=4, pool_pre_ping=True)
