@@ -10,3 +10,8 @@ EVENTS_DELIVERED = Counter(
 DELIVERY_FAILURES = Counter(
     "auditrelay_delivery_failures_total", "Failed delivery attempts", ["destination", "outcome"]
 )
+EVENTS_DEAD_LETTERED = Counter(
+    "auditrelay_events_dead_lettered_total",
+    "Events set aside after a destination refused them",
+    ["destination"],
+)

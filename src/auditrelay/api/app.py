@@ -15,10 +15,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auditrelay import __version__
-from auditrelay.api import destinations, ingest, log_browse, problems
+from auditrelay.api import destinations, ingest, log_browse, problems, recovery
 from auditrelay.api.auth import Authenticator
 from auditrelay.config import Settings
 from auditrelay.delivery import DeliverySupervisor
+from auditrelay.destinations.recovery import RecoveryService
 from auditrelay.destinations.service import DestinationService
 from auditrelay.log import Wakeups
 from auditrelay.log.wakeups import PostgresListener
@@ -85,6 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.wakeups = wakeups
         app.state.auth = Authenticator(db)
         app.state.destinations = DestinationService(db, rows, wakeups, settings, on_change=supervisor.poke)
+        app.state.recovery = RecoveryService(db, app.state.destinations, wakeups, settings)
         listener = None
         if db.is_postgresql:
             conninfo = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -111,6 +113,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(ingest.router)
     app.include_router(log_browse.router)
     app.include_router(destinations.router)
+    app.include_router(recovery.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """The delivery loop of one destination: read after the cursor, filter, render, send, commit.
 
-The cursor moves only after the destination accepted everything up to it, so a crash at
-any point re-sends at most the batch in flight (at-least-once), in log order. Each loop is
-an asyncio task with its own HTTP connection pool: a slow or hanging destination only ever
-awaits, it never holds up another loop.
+The cursor moves only after the destination accepted everything up to it (or an event was
+set aside as a dead letter), so a crash at any point re-sends at most the batch in flight
+(at-least-once), in log order. Each loop is an asyncio task with its own HTTP connection
+pool: a slow or hanging destination only ever awaits, it never holds up another loop.
 """
 
 from __future__ import annotations
@@ -12,19 +12,34 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import httpx
+import orjson
 
 from auditrelay.config import Settings
 from auditrelay.delivery.retry import retry_delay
-from auditrelay.delivery.sender import attempt, new_client
+from auditrelay.delivery.sender import Attempt, attempt, new_client
 from auditrelay.destinations import KINDS, Destination, EventFilter, Outcome, OutgoingRequest
 from auditrelay.log import StoredEvent, Wakeups, read_after
+from auditrelay.metrics import DELIVERY_FAILURES, EVENTS_DEAD_LETTERED, EVENTS_DELIVERED
 from auditrelay.security.url_guard import UnsafeUrl, check_destination_url
 from auditrelay.store import Database
+from auditrelay.store import delivery_rows as dr
 from auditrelay.store.destination_rows import DestinationRows
 
 log = logging.getLogger(__name__)
+
+#: A single event refused this many times in a row (4xx other than 401/403/408/429) is
+#: set aside as a dead letter so the stream goes on.
+REJECTIONS_BEFORE_DEAD_LETTER = 3
+#: After this many dead letters in a row with nothing accepted in between, the destination
+#: is more likely misconfigured (wrong path, wrong format) than fed poison: stop setting
+#: events aside and hold the stream as `failing` until it accepts something again.
+DEAD_LETTER_BREAKER = 5
+#: Trim the attempt history every this many writes.
+TRIM_EVERY = 25
 
 
 class _Stopping(Exception):
@@ -53,22 +68,28 @@ class DestinationWorker:
         self._read_limit = (
             destination.batch.max_events if per_event else max(destination.batch.max_events, 1000)
         )
+        self._total_timeout = settings.request_timeout_seconds + settings.connect_timeout_seconds
         self._failures = 0
+        self._dead_in_a_row = 0
         self._committed = -1
         self._delivered_through = -1
         self._delivered_uncommitted = 0
+        self._replay_delivered = 0
+        self._attempts: list[dr.AttemptRecord] = []
+        self._writes = 0
+        self._next_replay_check = 0.0
         self._stop = asyncio.Event()
-
-    def request_stop(self) -> None:
-        """Finish the request in flight, commit, and end (the supervisor bounds the wait)."""
-        self._stop.set()
 
     @property
     def version(self) -> int:
         return self.destination.version
 
+    def request_stop(self) -> None:
+        """Finish the request in flight, commit, and end (the supervisor bounds the wait)."""
+        self._stop.set()
+
     async def run(self) -> None:
-        """Deliver until cancelled; unexpected errors restart the loop after a pause."""
+        """Deliver until stopped; unexpected errors restart the loop after a pause."""
         while not self._stop.is_set():
             try:
                 await self._deliver_forever()
@@ -78,7 +99,7 @@ class DestinationWorker:
             except asyncio.CancelledError:
                 await self._commit_partial()
                 raise
-            except Exception as exc:  # a bug or a database outage must not kill delivery for good
+            except Exception as exc:  # a bug or a database outage must not end delivery for good
                 log.exception("delivery loop of destination %s failed; restarting", self.destination.id)
                 self._failures += 1
                 delay = retry_delay(
@@ -95,9 +116,9 @@ class DestinationWorker:
                     await self._pause(delay)
 
     async def _deliver_forever(self) -> None:
-        status = await self._db.run(self._read_status)
-        cursor = status
+        cursor = await self._db.run(self._read_cursor)
         self._committed = self._delivered_through = cursor
+        self._delivered_uncommitted = 0
         flag = self._wakeups.subscribe()
         try:
             async with new_client(
@@ -107,6 +128,7 @@ class DestinationWorker:
                 linger = self.destination.batch.linger_ms / 1000
                 while not self._stop.is_set():
                     flag.clear()
+                    await self._replay_step(client)
                     batch = await self._db.run(self._read, cursor, self._read_limit)
                     if not batch:
                         await self._wait_for_events(flag)
@@ -115,31 +137,64 @@ class DestinationWorker:
                         # A short linger lets a burst fill one request instead of many.
                         await asyncio.sleep(linger)
                         batch += await self._db.run(self._read, batch[-1].seq, self._read_limit - len(batch))
-                    await self._deliver_batch(client, batch)
+                    await self._deliver_events(
+                        client, [e for e in batch if self._filter.matches(e)], live=True
+                    )
                     cursor = batch[-1].seq
                     await self._commit(cursor)
         finally:
             self._wakeups.unsubscribe(flag)
 
-    async def _deliver_batch(self, client: httpx.AsyncClient, batch: list[StoredEvent]) -> None:
-        matching = [event for event in batch if self._filter.matches(event)]
-        for request in self.kind.requests(self.destination, matching):
+    # -- sending ------------------------------------------------------------------------
+
+    async def _deliver_events(
+        self, client: httpx.AsyncClient, events: Sequence[StoredEvent], live: bool
+    ) -> None:
+        for request in self.kind.requests(self.destination, events):
             if self._stop.is_set():
                 raise _Stopping
-            await self._send_until_accepted(client, request)
-            self._delivered_through = request.events[-1].seq
-            self._delivered_uncommitted += len(request.events)
+            await self._deliver_request(client, request, live)
+            if live:
+                self._delivered_through = request.events[-1].seq
 
-    async def _send_until_accepted(self, client: httpx.AsyncClient, request: OutgoingRequest) -> None:
-        total_timeout = self._settings.request_timeout_seconds + self._settings.connect_timeout_seconds
+    async def _deliver_request(self, client: httpx.AsyncClient, request: OutgoingRequest, live: bool) -> None:
+        """Send until accepted; split rejected batches; set aside an event refused alone."""
+        rejections = 0
         while True:
-            result = await attempt(client, self.kind, request, total_timeout)
+            result = await attempt(client, self.kind, request, self._total_timeout)
+            self._note(request, result, live)
             verdict = result.verdict
             if verdict.outcome is Outcome.DELIVERED:
+                EVENTS_DELIVERED.labels(self.destination.id).inc(len(request.events))
+                if live:
+                    self._delivered_uncommitted += len(request.events)
+                else:
+                    self._replay_delivered += len(request.events)
+                self._dead_in_a_row = 0
                 if self._failures:
                     self._failures = 0
                     await self._db.run(self._write, self._rows.set_state, "healthy")
                 return
+            DELIVERY_FAILURES.labels(self.destination.id, verdict.outcome.value).inc()
+            rejected = verdict.outcome is Outcome.REJECTED
+            message = verdict.message
+            if rejected and self._dead_in_a_row < DEAD_LETTER_BREAKER:
+                if len(request.events) > 1:
+                    # Find the refused events: each half is rendered and sent on its own.
+                    half = len(request.events) // 2
+                    await self._deliver_events(client, request.events[:half], live)
+                    await self._deliver_events(client, request.events[half:], live)
+                    return
+                rejections += 1
+                if rejections >= REJECTIONS_BEFORE_DEAD_LETTER:
+                    await self._dead_letter(request.events[0], rejections, result)
+                    return
+                message = f"event refused ({rejections}/{REJECTIONS_BEFORE_DEAD_LETTER}): {message}"
+            elif rejected:
+                message = (
+                    f"{DEAD_LETTER_BREAKER} events in a row were refused and set aside; holding the stream "
+                    f"until the destination accepts one (check its URL and settings): {message}"
+                )
             self._failures += 1
             state = "unauthorized" if verdict.outcome is Outcome.UNAUTHORIZED else "failing"
             delay = retry_delay(
@@ -150,9 +205,6 @@ class DestinationWorker:
                 self._settings.retry_max_seconds,
                 self._settings.unauthorized_retry_seconds,
             )
-            message = verdict.message
-            if verdict.outcome is Outcome.REJECTED:
-                message = f"rejected ({len(request.events)} events; retrying): {message}"
             log.warning(
                 "destination %s (%s): %s; retry %d in %.1f s",
                 self.destination.name,
@@ -163,6 +215,95 @@ class DestinationWorker:
             )
             await self._record_failure(state, result.status, message, delay)
             await self._pause(delay)
+
+    async def _dead_letter(self, event: StoredEvent, attempts: int, result: Attempt) -> None:
+        event_id = str(orjson.loads(event.body).get("id", ""))
+        answer = result.answer[:2000].decode("utf-8", "replace")
+        error = result.verdict.message + (
+            f" | answer: {answer}" if answer and answer not in result.verdict.message else ""
+        )
+        self._dead_in_a_row += 1
+        EVENTS_DEAD_LETTERED.labels(self.destination.id).inc()
+        log.warning(
+            "destination %s (%s): event %s (seq %d) refused %d times; set aside as a dead letter: %s",
+            self.destination.name,
+            self.destination.id,
+            event_id,
+            event.seq,
+            attempts,
+            result.verdict.message,
+        )
+        records = self._take_attempts()
+
+        def write() -> None:
+            with self._db.write() as conn:
+                dr.add_dead_letter(
+                    conn, self.destination.id, event.seq, event_id, event.body, attempts, result.status, error
+                )
+                dr.record_attempts(conn, self.destination.id, records, trim=False)
+
+        await self._db.run(write)
+
+    def _note(self, request: OutgoingRequest, result: Attempt, live: bool) -> None:
+        ok = result.verdict.outcome is Outcome.DELIVERED
+        self._attempts.append(
+            dr.AttemptRecord(
+                at_ms=int(time.time() * 1000),
+                events=len(request.events),
+                bytes=len(request.content),
+                http_status=result.status,
+                latency_ms=round(result.latency_ms, 2),
+                outcome=result.verdict.outcome.value,
+                error=None if ok else result.verdict.message,
+                replay=not live,
+            )
+        )
+        # Bounded even if commits are rare (a long batch of per-event requests).
+        if len(self._attempts) > dr.ATTEMPT_HISTORY:
+            del self._attempts[: -dr.ATTEMPT_HISTORY]
+
+    def _take_attempts(self) -> list[dr.AttemptRecord]:
+        records, self._attempts = self._attempts, []
+        return records
+
+    # -- replay ---------------------------------------------------------------------------
+
+    async def _replay_step(self, client: httpx.AsyncClient) -> None:
+        """Send one chunk of a pending replay job, if any, without touching the live cursor."""
+        now = time.monotonic()
+        if now < self._next_replay_check:
+            return
+        job = await self._db.run(self._read_only, dr.pending_replay, self.destination.id)
+        if job is None:
+            self._next_replay_check = now + self._settings.resync_seconds
+            return
+        chunk = [
+            e for e in await self._db.run(self._read, job.cursor, self._read_limit) if e.seq <= job.to_seq
+        ]
+        self._replay_delivered = 0
+        if chunk:
+            await self._deliver_events(client, [e for e in chunk if self._filter.matches(e)], live=False)
+        done = not chunk or chunk[-1].seq >= job.to_seq
+        new_cursor = chunk[-1].seq if chunk else job.to_seq
+        delivered = self._replay_delivered
+        records = self._take_attempts()
+
+        def write() -> None:
+            with self._db.write() as conn:
+                dr.advance_replay(conn, job.id, new_cursor, delivered, done)
+                dr.record_attempts(conn, self.destination.id, records, trim=False)
+
+        await self._db.run(write)
+        if done:
+            log.info(
+                "destination %s: replay %d of seq %d..%d done",
+                self.destination.id,
+                job.id,
+                job.from_seq,
+                job.to_seq,
+            )
+
+    # -- waiting --------------------------------------------------------------------------
 
     async def _check_url(self) -> None:
         """Re-check the URL guard when the loop starts: DNS may have changed since it was saved."""
@@ -196,10 +337,12 @@ class DestinationWorker:
         finally:
             stop.cancel()
             woken.cancel()
+        if woken.done() and not woken.cancelled():
+            self._next_replay_check = 0.0  # a replay request also wakes the loops
 
-    # -- database ---------------------------------------------------------------------
+    # -- database -------------------------------------------------------------------------
 
-    def _read_status(self) -> int:
+    def _read_cursor(self) -> int:
         with self._db.read() as conn:
             status = self._rows.status(conn, self.destination.id)
         if status is None:
@@ -210,31 +353,50 @@ class DestinationWorker:
         with self._db.read() as conn:
             return read_after(conn, cursor, limit)
 
-    def _write(self, fn: object, *args: object) -> None:
+    def _read_only(self, fn: Callable[..., Any], *args: Any) -> Any:
+        with self._db.read() as conn:
+            return fn(conn, *args)
+
+    def _write(self, fn: Callable[..., Any], *args: Any) -> None:
         with self._db.write() as conn:
-            fn(conn, self.destination.id, *args)  # type: ignore[operator]
+            fn(conn, self.destination.id, *args)
+
+    def _commit_sync(self, cursor: int, delivered: int, records: list[dr.AttemptRecord]) -> None:
+        self._writes += 1
+        with self._db.write() as conn:
+            self._rows.commit_progress(conn, self.destination.id, cursor, delivered)
+            dr.record_attempts(conn, self.destination.id, records, trim=self._writes % TRIM_EVERY == 0)
 
     async def _commit(self, cursor: int) -> None:
         delivered = self._delivered_uncommitted
-        await self._db.run(self._write, self._rows.commit_progress, cursor, delivered)
+        await self._db.run(self._commit_sync, cursor, delivered, self._take_attempts())
         self._committed = self._delivered_through = cursor
         self._delivered_uncommitted = 0
 
     async def _commit_partial(self) -> None:
-        """On shutdown or restart, keep what was delivered of an unfinished batch."""
+        """On stop, keep what was delivered of an unfinished batch."""
         if self._delivered_through > self._committed:
             with contextlib.suppress(Exception):
                 await asyncio.shield(
                     self._db.run(
-                        self._write,
-                        self._rows.commit_progress,
+                        self._commit_sync,
                         self._delivered_through,
                         self._delivered_uncommitted,
+                        self._take_attempts(),
                     )
                 )
+                self._committed = self._delivered_through
 
     async def _record_failure(self, state: str, status: int | None, message: str, delay: float) -> None:
         next_retry = int((time.time() + delay) * 1000)
-        await self._db.run(
-            self._write, self._rows.record_failure, state, status, message, self._failures, next_retry
-        )
+        records = self._take_attempts()
+        failures = self._failures
+
+        def write() -> None:
+            with self._db.write() as conn:
+                self._rows.record_failure(
+                    conn, self.destination.id, state, status, message, failures, next_retry
+                )
+                dr.record_attempts(conn, self.destination.id, records, trim=False)
+
+        await self._db.run(write)

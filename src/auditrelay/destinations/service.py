@@ -29,6 +29,7 @@ from auditrelay.security.secrets import mask
 from auditrelay.security.tokens import Principal
 from auditrelay.security.url_guard import UnsafeUrl, check_destination_url
 from auditrelay.store import Database
+from auditrelay.store import delivery_rows as dr
 from auditrelay.store.destination_rows import DeliveryStatus, DestinationRows
 
 
@@ -63,15 +64,19 @@ class DestinationService:
                 found = self._rows.list(conn, principal.org, all_orgs=principal.org is None)
                 statuses = self._rows.statuses(conn)
                 head = head_seq(conn)
-            return [render(d, statuses.get(d.id), head) for d in found]
+                return [
+                    render(d, statuses.get(d.id), head, read_backlog(conn, statuses.get(d.id), d.id))
+                    for d in found
+                ]
 
         return await self._db.run(read)
 
     async def get(self, principal: Principal, destination_id: str) -> dict[str, Any]:
         def read() -> dict[str, Any]:
             with self._db.read() as conn:
-                destination = self._visible(conn, principal, destination_id)
-                return render(destination, self._rows.status(conn, destination_id), head_seq(conn))
+                destination = self.visible(conn, principal, destination_id)
+                status = self._rows.status(conn, destination_id)
+                return render(destination, status, head_seq(conn), read_backlog(conn, status, destination_id))
 
         return await self._db.run(read)
 
@@ -109,9 +114,7 @@ class DestinationService:
                 # beginning with the audit event of its own creation.
                 head = head_seq(conn)
                 self._rows.insert(conn, destination, cursor=head)
-                self._audit(
-                    conn, "create", destination, principal, ctx, {"destination": summary(destination)}
-                )
+                self.audit(conn, "create", destination, principal, ctx, {"destination": summary(destination)})
                 return render(destination, self._rows.status(conn, destination.id), head_seq(conn))
 
         result = await self._db.run(write)
@@ -121,7 +124,7 @@ class DestinationService:
     async def update(
         self, principal: Principal, destination_id: str, patch: DestinationPatch, ctx: RequestContext
     ) -> dict[str, Any]:
-        current = await self._db.run(self._load_visible, principal, destination_id)
+        current = await self._db.run(self.load_visible, principal, destination_id)
         given = patch.model_fields_set
         kind = patch.kind if "kind" in given and patch.kind else current.kind
         changes: dict[str, Any] = {}
@@ -153,7 +156,7 @@ class DestinationService:
         def write() -> dict[str, Any]:
             with self._db.write() as conn:
                 self._rows.update(conn, updated)
-                self._audit(
+                self.audit(
                     conn,
                     "update",
                     updated,
@@ -163,7 +166,7 @@ class DestinationService:
                 )
                 if "active" in diff:
                     action = "resume" if updated.active else "pause"
-                    self._audit(conn, action, updated, principal, ctx, {"destination": summary(updated)})
+                    self.audit(conn, action, updated, principal, ctx, {"destination": summary(updated)})
                 return render(updated, self._rows.status(conn, updated.id), head_seq(conn))
 
         result = await self._db.run(write)
@@ -175,7 +178,7 @@ class DestinationService:
     ) -> dict[str, Any]:
         def write() -> dict[str, Any]:
             with self._db.write() as conn:
-                current = self._visible(conn, principal, destination_id)
+                current = self.visible(conn, principal, destination_id)
                 if current.active != active:
                     updated = replace(
                         current,
@@ -187,7 +190,7 @@ class DestinationService:
                     if active:
                         self._rows.set_state(conn, updated.id, "healthy")
                     action = "resume" if active else "pause"
-                    self._audit(conn, action, updated, principal, ctx, {"destination": summary(updated)})
+                    self.audit(conn, action, updated, principal, ctx, {"destination": summary(updated)})
                     current = updated
                 return render(current, self._rows.status(conn, current.id), head_seq(conn))
 
@@ -198,16 +201,16 @@ class DestinationService:
     async def delete(self, principal: Principal, destination_id: str, ctx: RequestContext) -> None:
         def write() -> None:
             with self._db.write() as conn:
-                current = self._visible(conn, principal, destination_id)
+                current = self.visible(conn, principal, destination_id)
                 self._rows.delete(conn, destination_id)
-                self._audit(conn, "delete", current, principal, ctx, {"destination": summary(current)})
+                self.audit(conn, "delete", current, principal, ctx, {"destination": summary(current)})
 
         await self._db.run(write)
         self._changed()
 
     async def send_test(self, principal: Principal, destination_id: str) -> dict[str, Any]:
         """Send one test event now, outside the log, and report what the destination said."""
-        destination = await self._db.run(self._load_visible, principal, destination_id)
+        destination = await self._db.run(self.load_visible, principal, destination_id)
         kind = KINDS[destination.kind]
         try:
             await asyncio.to_thread(
@@ -255,11 +258,11 @@ class DestinationService:
         self._wakeups.notify()
         self._on_change()
 
-    def _load_visible(self, principal: Principal, destination_id: str) -> Destination:
+    def load_visible(self, principal: Principal, destination_id: str) -> Destination:
         with self._db.read() as conn:
-            return self._visible(conn, principal, destination_id)
+            return self.visible(conn, principal, destination_id)
 
-    def _visible(self, conn: Any, principal: Principal, destination_id: str) -> Destination:
+    def visible(self, conn: Any, principal: Principal, destination_id: str) -> Destination:
         destination = self._rows.get(conn, destination_id)
         # Another organization's destination does not exist, as far as this caller knows.
         if destination is None or (principal.org is not None and destination.org != principal.org):
@@ -281,7 +284,7 @@ class DestinationService:
         if problems:
             raise ValidationError("; ".join(f"{p.field} {p.message}" for p in problems), problems)
 
-    def _audit(
+    def audit(
         self,
         conn: Any,
         verb: str,
@@ -407,8 +410,28 @@ def _iso(ms: int | None) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
-def render(destination: Destination, status: DeliveryStatus | None, head: int) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """Figures about how far behind a destination is, read with its status."""
+
+    oldest_pending_ms: int | None = None
+    dead_letters: int = 0
+
+
+def read_backlog(conn: Any, status: DeliveryStatus | None, destination_id: str) -> Backlog:
+    if status is None:
+        return Backlog()
+    return Backlog(
+        oldest_pending_ms=dr.oldest_pending_received_at(conn, status.cursor),
+        dead_letters=dr.count_dead_letters(conn, destination_id),
+    )
+
+
+def render(
+    destination: Destination, status: DeliveryStatus | None, head: int, backlog: Backlog | None = None
+) -> dict[str, Any]:
     """A destination as the API shows it: secrets masked, delivery status attached."""
+    backlog = backlog or Backlog()
     body: dict[str, Any] = {
         "id": destination.id,
         "org": destination.org,
@@ -432,6 +455,12 @@ def render(destination: Destination, status: DeliveryStatus | None, head: int) -
             "cursor": status.cursor,
             "head": head,
             "lag": max(0, head - status.cursor),
+            "lag_seconds": (
+                round(max(0.0, time.time() - backlog.oldest_pending_ms / 1000), 3)
+                if backlog.oldest_pending_ms is not None
+                else 0.0
+            ),
+            "dead_letters": backlog.dead_letters,
             "delivered_total": status.delivered_total,
             "last_success_at": _iso(status.last_success_at_ms),
             "last_error": last_error,

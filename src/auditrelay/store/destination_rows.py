@@ -11,7 +11,13 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from auditrelay.destinations.model import BatchSettings, Destination, Header
 from auditrelay.security.secrets import SecretBox
-from auditrelay.store.tables import destination_status, destinations
+from auditrelay.store.tables import (
+    dead_letters,
+    delivery_attempts,
+    destination_status,
+    destinations,
+    replays,
+)
 
 
 def now_ms() -> int:
@@ -61,8 +67,9 @@ class DestinationRows:
             )
 
     def delete(self, conn: Connection, destination_id: str) -> None:
-        # Status rows go with their destination (also without FK cascades on SQLite).
-        conn.execute(delete(destination_status).where(destination_status.c.destination_id == destination_id))
+        # Everything of the destination goes with it (explicitly: not relying on FK cascades).
+        for table in (destination_status, dead_letters, replays, delivery_attempts):
+            conn.execute(delete(table).where(table.c.destination_id == destination_id))
         conn.execute(delete(destinations).where(destinations.c.id == destination_id))
 
     def get(self, conn: Connection, destination_id: str) -> Destination | None:

@@ -10,7 +10,9 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -41,6 +43,7 @@ events = Table(
     Column("occurred_at_ms", BigInteger, nullable=False),
     Column("received_at_ms", BigInteger, nullable=False),
     Column("body", LargeBinary, nullable=False),
+    Index("ix_events_received_at", "received_at_ms"),
 )
 
 api_tokens = Table(
@@ -98,4 +101,54 @@ destination_status = Table(
     #: Which process runs this destination's loop, until when (scale-out on PostgreSQL).
     Column("lease_holder", String(100), nullable=True),
     Column("lease_expires_at_ms", BigInteger, nullable=True),
+)
+
+#: Events a destination refused on their own, again and again: set aside so the stream
+#: goes on, kept (with a copy of the event) until re-sent or discarded.
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("destination_id", String(36), ForeignKey("destinations.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("failed_at_ms", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("http_status", Integer, nullable=True),
+    Column("error", Text, nullable=False),
+    Index("ix_dead_letters_destination", "destination_id", "id"),
+)
+
+#: A capped history of delivery attempts per destination.
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("destination_id", String(36), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("bytes", Integer, nullable=False),
+    Column("http_status", Integer, nullable=True),
+    Column("latency_ms", Float, nullable=False),
+    Column("outcome", String(20), nullable=False),
+    Column("error", Text, nullable=True),
+    Column("replay", Boolean, nullable=False),
+    Index("ix_delivery_attempts_destination", "destination_id", "id"),
+)
+
+#: Re-sending a range of the log to one destination, apart from its live cursor.
+replays = Table(
+    "replays",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("destination_id", String(36), ForeignKey("destinations.id", ondelete="CASCADE"), nullable=False),
+    Column("from_seq", BigInteger, nullable=False),
+    Column("to_seq", BigInteger, nullable=False),
+    Column("cursor", BigInteger, nullable=False),
+    Column("delivered", BigInteger, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("finished_at_ms", BigInteger, nullable=True),
+    Index("ix_replays_destination", "destination_id", "state"),
 )

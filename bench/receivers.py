@@ -1,0 +1,311 @@
+"""Receivers for the benchmarks.
+
+* `CountingReceiver`: a raw asyncio HTTP/1.1 server (keep-alive, Content-Length bodies) run as
+  its own process. It answers every POST with HEC's success body and, per request path,
+  counts requests, bytes and the events of this run (found by their id prefix in any body
+  format: one event, JSON array, NDJSON or concatenated HEC envelopes), which ids arrived
+  (to prove completeness) and, when events carry `details.bench_sent`, the latency from
+  that send time to the time the request was fully read. `GET /__stats`, `/__ids?path=`
+  and `/__latencies?path=` report to the harness.
+* `Nginx`: Debian's stock nginx on a loopback port answering HEC's success body after
+  reading the whole body (a `proxy_pass` to an internal `return 200` server forces the
+  read), logging `$msec $status $request_length` per request to count requests and bytes.
+
+Run the counting receiver alone: `python bench/receivers.py PORT ID_PREFIX`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+HEC_SUCCESS = b'{"text":"Success","code":0}'
+NGINX = "/usr/sbin/nginx"
+
+
+# -- the counting receiver (server side, runs in its own process) -------------------------
+
+
+@dataclass
+class PathStats:
+    requests: int = 0
+    bytes: int = 0
+    events: int = 0
+    distinct: int = 0
+    first_at: float = 0.0
+    last_at: float = 0.0
+    seen: bytearray = field(default_factory=bytearray)
+    latencies_ms: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "bytes": self.bytes,
+            "events": self.events,
+            "distinct": self.distinct,
+            "duplicates": self.events - self.distinct,
+            "first_at": self.first_at,
+            "last_at": self.last_at,
+        }
+
+
+class Counter:
+    def __init__(self, id_prefix: str) -> None:
+        self.id_pattern = re.compile(rb'"id":"' + re.escape(id_prefix.encode()) + rb'-([0-9a-f]{12})"')
+        self.sent_pattern = re.compile(rb'"bench_sent":([0-9.eE+-]+)')
+        self.paths: dict[str, PathStats] = {}
+
+    def record(self, path: str, body: bytes, at: float) -> None:
+        stats = self.paths.get(path)
+        if stats is None:
+            stats = self.paths[path] = PathStats(first_at=at)
+        stats.requests += 1
+        stats.bytes += len(body)
+        stats.last_at = at
+        seen = stats.seen
+        for match in self.id_pattern.findall(body):
+            index = int(match, 16)
+            if index >= len(seen):
+                seen.extend(bytes(max(index + 1 - len(seen), len(seen))))
+            stats.events += 1
+            if not seen[index]:
+                seen[index] = 1
+                stats.distinct += 1
+        sent = self.sent_pattern.findall(body)
+        if sent:
+            stats.latencies_ms.extend((at - float(s)) * 1000.0 for s in sent)
+
+    def report(self, target: str) -> Any:
+        parts = urlsplit(target)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        if parts.path == "/__stats":
+            return {path: stats.summary() for path, stats in self.paths.items()}
+        stats = self.paths.get(query.get("path", ""), PathStats())
+        if parts.path == "/__ids":
+            return [i for i, flag in enumerate(stats.seen) if flag]
+        if parts.path == "/__latencies":
+            return stats.latencies_ms
+        return None
+
+
+class CountingProtocol(asyncio.Protocol):
+    def __init__(self, counter: Counter) -> None:
+        self.counter = counter
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while self._one_request():
+            pass
+
+    def _one_request(self) -> bool:
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        head = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
+        method, target, _ = head[0].split(" ", 2)
+        headers = {}
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        if len(self.buffer) < end + 4 + length:
+            return False
+        body = bytes(self.buffer[end + 4 : end + 4 + length])
+        del self.buffer[: end + 4 + length]
+        assert self.transport is not None
+        if method == "GET" and target.startswith("/__"):
+            self._answer(json.dumps(self.counter.report(target)).encode())
+        else:
+            self.counter.record(target, body, time.time())
+            self._answer(HEC_SUCCESS)
+        if headers.get("connection", "").lower() == "close":
+            self.transport.close()
+            return False
+        return True
+
+    def _answer(self, payload: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(payload), payload)
+        )
+
+
+async def serve_counting(port: int, id_prefix: str) -> None:
+    counter = Counter(id_prefix)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: CountingProtocol(counter), "127.0.0.1", port, backlog=1024)
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    print("ready", flush=True)
+    async with server:
+        await stop.wait()
+
+
+def main() -> None:
+    port, id_prefix = int(sys.argv[1]), sys.argv[2]
+    try:
+        import uvloop
+
+        uvloop.run(serve_counting(port, id_prefix))
+    except ImportError:
+        asyncio.run(serve_counting(port, id_prefix))
+
+
+# -- client side handles used by the harness ---------------------------------------------
+
+
+class CountingReceiver:
+    """The counting receiver as a child process, and the harness's view of it."""
+
+    def __init__(self, port: int, id_prefix: str) -> None:
+        self.port = port
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, str(port), id_prefix], stdout=subprocess.PIPE
+        )
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != b"ready":
+            raise RuntimeError("the counting receiver did not start")
+        self.client = httpx.Client(base_url=self.url, timeout=60)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        result: dict[str, dict[str, Any]] = self.client.get("/__stats").json()
+        return result
+
+    def ids(self, path: str) -> list[int]:
+        result: list[int] = self.client.get("/__ids", params={"path": path}).json()
+        return result
+
+    def latencies(self, path: str) -> list[float]:
+        result: list[float] = self.client.get("/__latencies", params={"path": path}).json()
+        return result
+
+    def close(self) -> None:
+        self.client.close()
+        self.process.terminate()
+        self.process.wait(10)
+
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  log_format bench '$msec $status $request_length $request_method';
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+  upstream answer {{ server 127.0.0.1:{inner}; keepalive 32; }}
+  server {{
+    listen 127.0.0.1:{port} backlog=1024;
+    client_max_body_size 64m;
+    client_body_buffer_size 16m;
+    location / {{
+      access_log {dir}/access.log bench buffer=256k flush=100ms;
+      # Proxying makes nginx read the whole body first; the body itself is not passed on.
+      proxy_pass http://answer;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+    }}
+  }}
+  server {{
+    listen 127.0.0.1:{inner};
+    location / {{ default_type application/json; return 200 '{success}'; }}
+  }}
+}}
+"""
+
+
+def ensure_nginx() -> None:
+    if Path(NGINX).exists():
+        return
+    print("nginx is missing: apt-get install -y nginx", file=sys.stderr)
+    subprocess.run(["apt-get", "install", "-y", "nginx"], check=True, stdout=subprocess.DEVNULL)
+
+
+class Nginx:
+    """nginx answering HEC success on `port`, counting requests and bytes in its access log."""
+
+    def __init__(self, port: int, inner_port: int) -> None:
+        ensure_nginx()
+        self.port = port
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-nginx-", dir="/tmp"))
+        self.dir.chmod(0o755)  # the worker runs as an unprivileged user
+        conf = NGINX_CONF.format(dir=self.dir, port=port, inner=inner_port, success=HEC_SUCCESS.decode())
+        (self.dir / "nginx.conf").write_text(conf)
+        error_log = str(self.dir / "error.log")
+        self.process = subprocess.Popen(
+            [NGINX, "-c", str(self.dir / "nginx.conf"), "-p", str(self.dir), "-e", error_log]
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                httpx.get(self.url + "/__ping", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError(f"nginx did not start: {self.error_log()}") from None
+                time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def error_log(self) -> str:
+        path = self.dir / "error.log"
+        return path.read_text()[-2000:] if path.exists() else ""
+
+    def stats(self, wait: float = 0.3) -> dict[str, Any]:
+        """POST requests, their bytes, statuses and the last request's time."""
+        time.sleep(wait)  # the access log is flushed every 100 ms
+        requests, total, last_at, statuses = 0, 0, 0.0, {}
+        with open(self.dir / "access.log") as log:
+            for line in log:
+                at, status, length, method = line.split()
+                if method != "POST":
+                    continue
+                statuses[status] = statuses.get(status, 0) + 1
+                requests += 1
+                total += int(length)
+                last_at = max(last_at, float(at))
+        return {"requests": requests, "bytes": total, "statuses": statuses, "last_at": last_at}
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Admin routes after trouble: attempt history, dead letters, replay."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import Response
+
+from auditrelay.api.auth import require_admin
+from auditrelay.api.destinations import _context
+from auditrelay.destinations.recovery import RecoveryService, ReplayRequest, ResendRequest
+from auditrelay.errors import NotFound
+from auditrelay.security.tokens import Principal
+
+router = APIRouter(prefix="/api/v1/destinations/{destination_id}", tags=["delivery"])
+Admin = Annotated[Principal, Depends(require_admin)]
+
+
+def _service(request: Request) -> RecoveryService:
+    service: RecoveryService = request.app.state.recovery
+    return service
+
+
+@router.get("/deliveries", summary="Recent delivery attempts, newest first")
+async def list_deliveries(
+    request: Request, destination_id: str, principal: Admin, limit: Annotated[int, Query(ge=1, le=200)] = 50
+) -> dict[str, Any]:
+    return {"deliveries": await _service(request).deliveries(principal, destination_id, limit)}
+
+
+@router.get("/dead-letters", summary="Events the destination refused, set aside")
+async def list_dead_letters(
+    request: Request,
+    destination_id: str,
+    principal: Admin,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    return await _service(request).dead_letters(principal, destination_id, after, limit)
+
+
+@router.post("/dead-letters/resend", summary="Send dead letters again; accepted ones leave the list")
+async def resend_dead_letters(
+    request: Request, destination_id: str, principal: Admin, body: ResendRequest | None = None
+) -> dict[str, Any]:
+    return await _service(request).resend_dead_letters(
+        principal, destination_id, body or ResendRequest(), _context(request)
+    )
+
+
+@router.delete("/dead-letters/{dead_letter_id}", status_code=204, summary="Discard one dead letter")
+async def discard_dead_letter(
+    request: Request, destination_id: str, dead_letter_id: int, principal: Admin
+) -> Response:
+    if not await _service(request).discard_dead_letter(
+        principal, destination_id, dead_letter_id, _context(request)
+    ):
+        raise NotFound(f"no dead letter {dead_letter_id} for this destination")
+    return Response(status_code=204)
+
+
+@router.post("/replay", status_code=202, summary="Re-send a range of the log, apart from the live stream")
+async def replay(
+    request: Request, destination_id: str, body: ReplayRequest, principal: Admin
+) -> dict[str, Any]:
+    return await _service(request).replay(principal, destination_id, body, _context(request))
+
+
+@router.get("/replays", summary="Replay jobs and their progress")
+async def list_replays(request: Request, destination_id: str, principal: Admin) -> dict[str, Any]:
+    return {"replays": await _service(request).replays(principal, destination_id)}
