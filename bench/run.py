@@ -89,6 +89,8 @@ def notes(r: Result) -> str:
     parts = []
     if r.get("receiver"):
         parts.append(f"receiver {r['receiver']}")
+    if r["scenario"] == "latency":
+        parts.append(f"http batch_format {r['batch_format']}")
     if r["scenario"] == "ingest":
         parts.append(f"client CPU {r['client_cpu_s']} s")
     if r["scenario"] == "fan-out":
@@ -139,6 +141,12 @@ def main() -> None:
         default="nginx",
         help="receiver of e2e-batched, e2e-per-event and backlog (asyncio checks every id)",
     )
+    parser.add_argument(
+        "--latency-format",
+        choices=["json_array", "ndjson", "none"],
+        default="json_array",
+        help="batch_format of the latency scenario's http destination (none: one request per event)",
+    )
     parser.add_argument("--concurrency", type=int, default=6, help="concurrent ingest requests")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="service setting")
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results/*.json")
@@ -154,7 +162,9 @@ def main() -> None:
     results: list[Result] = []
     for name in names:
         for backend in backends:
-            ctx = Context(backend, args.quick, args.receiver, args.concurrency, service_env)
+            ctx = Context(
+                backend, args.quick, args.receiver, args.concurrency, args.latency_format, service_env
+            )
             print(
                 f"== {name} on {backend}{' (quick)' if args.quick else ''} ...", file=sys.stderr, flush=True
             )

@@ -24,6 +24,7 @@ class Context:
     quick: bool
     receiver: str = "nginx"  # for the throughput scenarios; "asyncio" checks every id
     concurrency: int = 6
+    latency_format: str = "json_array"  # http batch_format of the latency scenario
     service_env: dict[str, str] = field(default_factory=dict)
 
     def size(self, full: int, quick: int) -> int:
@@ -160,16 +161,21 @@ def scenario_e2e_per_event(ctx: Context) -> Result:
 
 
 def scenario_latency(ctx: Context) -> Result:
-    """1,000 events/s to one http destination (one request per event); each event carries its
-    send time, the counting receiver notes when it arrived."""
+    """1,000 events/s to one http destination (JSON-array batches by default, `none` for one
+    request per event); each event carries its send time, the receiver notes its arrival."""
     rate, seconds = 1000, 10 if ctx.quick else 60
     prefix = new_run_prefix()
-    extra: Result = {"receiver": "asyncio"}
+    extra: Result = {"receiver": "asyncio", "batch_format": ctx.latency_format}
     with (
         receiver("asyncio", prefix) as server,
         service_on_fresh_store(ctx, extra) as service,
     ):
-        destination = service.add_destination(name="latency", kind="http", url=server.url + "/latency")
+        destination = service.add_destination(
+            name="latency",
+            kind="http",
+            url=server.url + "/latency",
+            options={"batch_format": ctx.latency_format},
+        )
         report = paced(service.url, service.ingest_token, prefix, rate, seconds)
         drained = service.wait_drained(destination["id"], timeout=60)
         assert isinstance(server, CountingReceiver)

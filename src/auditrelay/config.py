@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -50,7 +50,18 @@ class Settings(BaseSettings):
     #: How long a stopping delivery loop (pause, edit, shutdown) may take to finish the
     #: request in flight and commit its cursor before it is cancelled.
     stop_grace_seconds: float = Field(default=10.0, gt=0)
+    #: Events are kept this long, and longer while a destination still owes them...
+    retention_days: float = Field(default=30.0, gt=0)
+    #: ...but never longer than this, even for a paused or failing destination.
+    retention_hard_max_days: float = Field(default=90.0, gt=0)
+    retention_interval_seconds: float = Field(default=3600.0, gt=0)
     create_initial_tokens: bool = True
+
+    @model_validator(mode="after")
+    def _hard_max_covers_retention(self) -> Settings:
+        if self.retention_hard_max_days < self.retention_days:
+            raise ValueError("retention_hard_max_days must be at least retention_days")
+        return self
 
     @field_validator("database_url")
     @classmethod

@@ -22,6 +22,7 @@ from auditrelay.delivery import DeliverySupervisor
 from auditrelay.destinations.recovery import RecoveryService
 from auditrelay.destinations.service import DestinationService
 from auditrelay.log import Wakeups
+from auditrelay.log.retention import run_retention
 from auditrelay.log.wakeups import PostgresListener
 from auditrelay.security.secrets import SecretBox
 from auditrelay.store import Database, upgrade_to_head
@@ -93,10 +94,12 @@ def create_app(settings: Settings) -> FastAPI:
             listener = PostgresListener(conninfo, wakeups, asyncio.get_running_loop())
             listener.start()
         await supervisor.start()
+        retention = asyncio.create_task(run_retention(db, settings), name="retention")
         log.info("auditrelay %s ready on %s", __version__, "PostgreSQL" if db.is_postgresql else "SQLite")
         try:
             yield
         finally:
+            retention.cancel()
             await supervisor.stop()
             if listener:
                 listener.stop()
