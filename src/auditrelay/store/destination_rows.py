@@ -151,10 +151,14 @@ class DestinationRows:
         )
 
     def set_state(self, conn: Connection, destination_id: str, state: str) -> None:
+        """Set the state; back to healthy also clears the failure count and retry time."""
+        values: dict[str, Any] = {"state": state, "next_retry_at_ms": None}
+        if state == "healthy":
+            values["consecutive_failures"] = 0
         conn.execute(
             update(destination_status)
             .where(destination_status.c.destination_id == destination_id)
-            .values(state=state, next_retry_at_ms=None)
+            .values(**values)
         )
 
     # -- mapping --------------------------------------------------------------------
