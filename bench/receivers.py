@@ -289,7 +289,8 @@ class Nginx:
     def stats(self, wait: float = 0.3) -> dict[str, Any]:
         """POST requests, their bytes, statuses and the last request's time."""
         time.sleep(wait)  # the access log is flushed every 100 ms
-        requests, total, last_at, statuses = 0, 0, 0.0, {}
+        requests, total, last_at = 0, 0, 0.0
+        statuses: dict[str, int] = {}
         with open(self.dir / "access.log") as log:
             for line in log:
                 at, status, length, method = line.split()

@@ -95,6 +95,9 @@ def notes(r: Result) -> str:
         parts.append(f"client CPU {r['client_cpu_s']} s")
     if r["scenario"] == "fan-out":
         parts.append(f"max lag {r['max_lag']}, lost {r['lost']}, lag flat {'yes' if r['lag_flat'] else 'no'}")
+        parts.append(f"caught up {r['drain_after_stop_s']} s after the last POST")
+        if not r["drained"]:
+            parts.append("NOT caught up within the bound: missing ids may still be in flight")
     if r["scenario"] == "backlog":
         parts.append(f"stored at {r['ingest_events_per_s']:,} ev/s first; drain rate shown")
     if r["scenario"] in ("e2e-batched", "e2e-per-event"):
