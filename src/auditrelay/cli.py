@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+import pydantic
+
 from auditrelay.config import Settings
 from auditrelay.errors import ConfigurationError
 from auditrelay.security.tokens import Role, count_tokens, create_token
@@ -29,8 +31,13 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         settings = Settings()
-    except Exception as exc:  # pydantic's message names the variable and the problem
-        sys.exit(f"auditrelay: invalid configuration: {exc}")
+    except pydantic.ValidationError as exc:
+        # Name the variable and the problem, never the value: it may hold a password.
+        problems = "; ".join(
+            f"AUDITRELAY_{'_'.join(str(p) for p in e['loc']).upper() or 'SETTINGS'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        sys.exit(f"auditrelay: invalid configuration: {problems}")
     try:
         if args.command == "serve":
             serve(settings)

@@ -14,7 +14,7 @@ import ipaddress
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
@@ -29,6 +29,7 @@ MAX_ACTION_LENGTH = 200
 MAX_STRING_LENGTH = 4096
 _UUID_PATTERN = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _RFC3339 = re.compile(r"^\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CANONICAL_TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
@@ -256,12 +257,13 @@ def _check_timestamp(value: Any, received: datetime, fail: Any) -> tuple[str, in
                 f"must be RFC 3339 with a UTC offset, such as '2024-11-13T06:00:51.518Z', got {value[:60]!r}",
             )
             return "", 0
-        if _CANONICAL_TS.match(value):
-            return value, int(moment.timestamp() * 1000)
     utc = moment.astimezone(UTC)
     millis = utc.microsecond // 1000
-    text = utc.strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z"
-    return text, int(utc.timestamp()) * 1000 + millis
+    # Whole seconds and milliseconds apart: float arithmetic would be off by 1 ms at times.
+    epoch_ms = (utc.replace(microsecond=0) - _EPOCH) // timedelta(seconds=1) * 1000 + millis
+    if isinstance(value, str) and _CANONICAL_TS.match(value):
+        return value, epoch_ms
+    return utc.strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z", epoch_ms
 
 
 def _check_optional_string(value: Any, field: str, fail: Any) -> None:

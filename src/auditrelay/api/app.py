@@ -35,7 +35,11 @@ ADMIN_BODY_LIMIT = 256 * 1024
 
 
 class AdminBodyLimit:
-    """Refuse oversized bodies on every route but ingest (which enforces its own limit)."""
+    """Refuse oversized bodies on every route but ingest (which enforces its own limit).
+
+    Admin bodies are small, so the whole body is read here first, declared length or not;
+    past the limit the answer is 413 before the application sees a byte.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -44,34 +48,31 @@ class AdminBodyLimit:
         if scope["type"] != "http" or scope["path"] == "/api/v1/events":
             await self.app(scope, receive, send)
             return
+        too_large = problems.problem(
+            413, "Payload too large", f"request bodies here are limited to {ADMIN_BODY_LIMIT} bytes"
+        )
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > ADMIN_BODY_LIMIT:
-                response = problems.problem(
-                    413, "Payload too large", f"request bodies here are limited to {ADMIN_BODY_LIMIT} bytes"
-                )
-                await response(scope, receive, send)
+                await too_large(scope, receive, send)
                 return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
+        messages: list[Message] = []
+        size = 0
+        while True:
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > ADMIN_BODY_LIMIT:
-                raise _TooLarge
-            return message
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > ADMIN_BODY_LIMIT:
+                await too_large(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            response = problems.problem(
-                413, "Payload too large", f"request bodies here are limited to {ADMIN_BODY_LIMIT} bytes"
-            )
-            await response(scope, receive, send)
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
 
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -132,8 +133,9 @@ def create_app(settings: Settings) -> FastAPI:
 
         try:
             await db.run(ping)
-        except Exception as exc:
-            return JSONResponse({"status": "unavailable", "error": str(exc)[:300]}, status_code=503)
+        except Exception:
+            log.exception("readiness check: the database is not reachable")
+            return JSONResponse({"status": "unavailable", "reason": "database unreachable"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", include_in_schema=False)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from auditrelay.errors import AuditrelayError, FieldError, Unauthenticated
+
+log = logging.getLogger(__name__)
 
 PROBLEM_TYPE = "application/problem+json"
 
@@ -56,6 +60,22 @@ def install(app: FastAPI) -> None:
             errors.append(FieldError(field=".".join(loc), message=message))
         detail = "; ".join(f"{e.field or 'body'}: {e.message}" for e in errors)
         return problem(422, "Validation failed", detail, errors)
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(_request: Request, exc: OperationalError) -> Response:
+        log.error("database unavailable: %s", exc)
+        # Nothing was stored: the producer must retry, and Retry-After tells it when.
+        return problem(
+            503,
+            "Service unavailable",
+            "the database is unavailable; nothing was stored, retry shortly",
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error")
+        return problem(500, "Internal error", "an unexpected error occurred; it has been logged")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> Response:

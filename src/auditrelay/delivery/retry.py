@@ -23,14 +23,16 @@ def retry_delay(
 
     Half the delay is fixed and half random ("equal jitter"): a fleet of destinations that
     failed together does not retry in lock-step, and no retry comes sooner than half the
-    schedule. `Retry-After` wins when the destination sends one; wrong credentials retry
-    no faster than `unauthorized_floor`, since they rarely fix themselves in seconds.
+    schedule. A destination's `Retry-After` lengthens the wait, never shortens it; wrong
+    credentials retry no faster than `unauthorized_floor`, since they rarely fix
+    themselves in seconds.
     """
     rng = rng or random.Random()
     base = min(cap, initial * (2 ** min(max(failures - 1, 0), 32)))
     delay = base / 2 + rng.uniform(0, base / 2)
     if retry_after is not None:
-        delay = min(max(retry_after, 0.0), MAX_RETRY_AFTER_SECONDS)
+        # The destination's wish is a minimum: `Retry-After: 0` must not become a hot loop.
+        delay = max(delay, min(retry_after, MAX_RETRY_AFTER_SECONDS))
     if outcome is Outcome.UNAUTHORIZED:
         delay = max(delay, unauthorized_floor)
     return delay

@@ -57,6 +57,10 @@ async def attempt(
         return _failed(f"timed out ({type(exc).__name__})", started)
     except httpx.HTTPError as exc:
         return _failed(f"connection failed: {type(exc).__name__}: {exc}".rstrip(": "), started)
+    except (UnicodeError, ValueError) as exc:
+        # The request could not even be written (e.g. a header value the HTTP layer refuses):
+        # a settings problem to show the admin, not a reason to crash the loop.
+        return _failed(f"request could not be sent: {type(exc).__name__}: {exc}", started)
     latency = (time.perf_counter() - started) * 1000
     body = bytes(answer)
     return Attempt(kind.verdict(status, headers, body), status, latency, body)

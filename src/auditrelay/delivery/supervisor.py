@@ -27,6 +27,7 @@ class DeliverySupervisor:
         self._wakeups = wakeups
         self._settings = settings
         self._workers: dict[str, tuple[DestinationWorker, asyncio.Task[None]]] = {}
+        self._stopping: dict[str, asyncio.Task[None]] = {}
         self._poke = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -45,17 +46,27 @@ class DeliverySupervisor:
             for destination_id, (worker, task) in list(self._workers.items()):
                 wanted = versions.get(destination_id)
                 if wanted is None or not wanted[1] or wanted[0] != worker.version or task.done():
-                    await self._stop_worker(destination_id)
-            for destination_id, (_version, active) in versions.items():
-                if active and destination_id not in self._workers:
-                    destination = await self._db.run(self._load, destination_id)
-                    if destination is None or not destination.active:
-                        continue
-                    worker = DestinationWorker(
-                        destination, self._db, self._rows, self._wakeups, self._settings
+                    # Stopping happens in the background: one hanging destination's grace
+                    # period must not delay the start or stop of any other.
+                    del self._workers[destination_id]
+                    self._stopping[destination_id] = asyncio.create_task(
+                        self._finish(destination_id, worker, task), name=f"stop-{destination_id}"
                     )
-                    task = asyncio.create_task(worker.run(), name=f"deliver-{destination_id}")
-                    self._workers[destination_id] = (worker, task)
+            for destination_id, (_version, active) in versions.items():
+                if not active or destination_id in self._workers or destination_id in self._stopping:
+                    continue  # a replacement starts once the old loop has committed and ended
+                try:
+                    await self._start_worker(destination_id)
+                except Exception:
+                    log.exception("cannot start delivery to destination %s; will retry", destination_id)
+
+    async def _start_worker(self, destination_id: str) -> None:
+        destination = await self._db.run(self._load, destination_id)
+        if destination is None or not destination.active:
+            return
+        worker = DestinationWorker(destination, self._db, self._rows, self._wakeups, self._settings)
+        task = asyncio.create_task(worker.run(), name=f"deliver-{destination_id}")
+        self._workers[destination_id] = (worker, task)
 
     async def stop(self) -> None:
         """Stop every loop; each commits what it delivered before it goes."""
@@ -64,7 +75,12 @@ class DeliverySupervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         async with self._lock:
-            await asyncio.gather(*(self._stop_worker(d) for d in list(self._workers)))
+            for destination_id, (worker, task) in list(self._workers.items()):
+                del self._workers[destination_id]
+                self._stopping[destination_id] = asyncio.create_task(
+                    self._finish(destination_id, worker, task)
+                )
+            await asyncio.gather(*self._stopping.values(), return_exceptions=True)
 
     async def _resync_forever(self) -> None:
         while True:
@@ -77,9 +93,8 @@ class DeliverySupervisor:
             except Exception:
                 log.exception("could not resync destinations; trying again shortly")
 
-    async def _stop_worker(self, destination_id: str) -> None:
+    async def _finish(self, destination_id: str, worker: DestinationWorker, task: asyncio.Task[None]) -> None:
         """Let the loop finish its request in flight and commit; cancel it past a deadline."""
-        worker, task = self._workers.pop(destination_id)
         worker.request_stop()
         grace = min(
             self._settings.stop_grace_seconds,
@@ -93,6 +108,8 @@ class DeliverySupervisor:
             log.exception("delivery loop of %s ended with an error", destination_id)
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+        self._stopping.pop(destination_id, None)
+        self.poke()  # start its replacement, if any, now
 
     def _versions(self) -> dict[str, tuple[int, bool]]:
         with self._db.read() as conn:

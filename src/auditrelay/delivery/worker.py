@@ -101,6 +101,8 @@ class DestinationWorker:
                 raise
             except Exception as exc:  # a bug or a database outage must not end delivery for good
                 log.exception("delivery loop of destination %s failed; restarting", self.destination.id)
+                # Keep what the destination already accepted, or the restart re-sends it.
+                await self._commit_partial()
                 self._failures += 1
                 delay = retry_delay(
                     Outcome.RETRY,
@@ -315,7 +317,18 @@ class DestinationWorker:
                 return
             except UnsafeUrl as exc:
                 self._failures += 1
+                # A host that does not resolve may in a moment; one that resolves inside the
+                # network will not change soon.
                 delay = self._settings.retry_max_seconds
+                if exc.transient:
+                    delay = retry_delay(
+                        Outcome.RETRY,
+                        self._failures,
+                        None,
+                        self._settings.retry_initial_seconds,
+                        self._settings.retry_max_seconds,
+                        0,
+                    )
                 await self._record_failure("failing", None, f"URL refused: {exc}", delay)
                 await self._pause(delay)
 
@@ -374,18 +387,24 @@ class DestinationWorker:
         self._delivered_uncommitted = 0
 
     async def _commit_partial(self) -> None:
-        """On stop, keep what was delivered of an unfinished batch."""
-        if self._delivered_through > self._committed:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(
-                    self._db.run(
-                        self._commit_sync,
-                        self._delivered_through,
-                        self._delivered_uncommitted,
-                        self._take_attempts(),
-                    )
+        """On stop or error, keep what was delivered of an unfinished batch."""
+        if self._delivered_through <= self._committed:
+            return
+        try:
+            await asyncio.shield(
+                self._db.run(
+                    self._commit_sync,
+                    self._delivered_through,
+                    self._delivered_uncommitted,
+                    self._take_attempts(),
                 )
-                self._committed = self._delivered_through
+            )
+        except Exception:
+            # Not fatal: at-least-once holds, the restart re-sends from the stored cursor.
+            log.exception("could not commit the progress of destination %s", self.destination.id)
+            return
+        self._committed = self._delivered_through
+        self._delivered_uncommitted = 0
 
     async def _record_failure(self, state: str, status: int | None, message: str, delay: float) -> None:
         next_retry = int((time.time() + delay) * 1000)

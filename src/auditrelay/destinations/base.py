@@ -70,6 +70,10 @@ class DestinationKind(ABC):
             problems.append(("token", f"is required for {self.name} destinations"))
         if not self.token_allowed and destination.token:
             problems.append(("token", f"{self.name} destinations take no token"))
+        if destination.token or self.token_required:
+            for header in destination.headers:
+                if header.name.lower() == "authorization":
+                    problems.append(("headers", "Authorization comes from the token; set the token instead"))
         return problems
 
     @abstractmethod

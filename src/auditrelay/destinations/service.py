@@ -7,6 +7,7 @@ in one transaction: the log can never miss a change, nor record one that did not
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import secrets
 import time
 import uuid
@@ -22,7 +23,7 @@ from auditrelay.config import Settings
 from auditrelay.delivery.sender import attempt, new_client
 from auditrelay.destinations import KINDS, BatchSettings, Destination, Header
 from auditrelay.destinations.settings import DestinationCreate, DestinationPatch, HeaderIn
-from auditrelay.errors import FieldError, NotFound, ValidationError
+from auditrelay.errors import Conflict, FieldError, NotFound, ValidationError
 from auditrelay.events import validate_events
 from auditrelay.log import StoredEvent, Wakeups, append_events, head_seq
 from auditrelay.security.secrets import mask
@@ -110,11 +111,12 @@ class DestinationService:
 
         def write() -> dict[str, Any]:
             with self._db.write() as conn:
-                # The new destination starts at the head: it gets what is stored from now on,
-                # beginning with the audit event of its own creation.
-                head = head_seq(conn)
-                self._rows.insert(conn, destination, cursor=head)
-                self.audit(conn, "create", destination, principal, ctx, {"destination": summary(destination)})
+                # The audit event of the creation takes the log lock; the destination starts
+                # just before it, so it receives exactly what is stored from its creation on.
+                created_seq = self.audit(
+                    conn, "create", destination, principal, ctx, {"destination": summary(destination)}
+                )
+                self._rows.insert(conn, destination, cursor=created_seq - 1)
                 return render(destination, self._rows.status(conn, destination.id), head_seq(conn))
 
         result = await self._db.run(write)
@@ -126,7 +128,30 @@ class DestinationService:
     ) -> dict[str, Any]:
         current = await self._db.run(self.load_visible, principal, destination_id)
         given = patch.model_fields_set
+        if "verification_token" in given and patch.verification_token != current.verification_token:
+            raise ValidationError(
+                "the verification token cannot change",
+                [
+                    FieldError(
+                        "verification_token",
+                        "is set once, when the destination is created, and never changes",
+                    )
+                ],
+            )
         kind = patch.kind if "kind" in given and patch.kind else current.kind
+        if (
+            kind != current.kind
+            and "url" not in given
+            and (KINDS[kind].url_is_secret or KINDS[current.kind].url_is_secret)
+        ):
+            raise ValidationError(
+                "give the url again when changing kind to or from sumo_logic",
+                [
+                    FieldError(
+                        "url", "is required when the kind changes to or from sumo_logic (its URL is a secret)"
+                    )
+                ],
+            )
         changes: dict[str, Any] = {}
         for field in ("name", "kind", "url", "token", "content_type", "active"):
             if field in given:
@@ -142,19 +167,28 @@ class DestinationService:
             changes["event_types"] = tuple(patch.event_types or ())
         if "namespaces" in given:
             changes["namespaces"] = tuple(patch.namespaces or ())
-        if "options" in given or "kind" in changes:
-            source = patch.options if "options" in given else current.options
+        if "options" in given or kind != current.kind:
+            # A new kind starts from its own defaults: the old kind's options mean nothing to it.
+            source = (
+                patch.options if "options" in given else ({} if kind != current.kind else current.options)
+            )
             changes["options"] = _options(kind, source or {})
-        if "batch" in given or "kind" in changes:
-            changes["batch"] = _batch(kind, patch.batch, current.batch if "kind" not in changes else None)
+        if "batch" in given or kind != current.kind:
+            changes["batch"] = _batch(kind, patch.batch, current.batch if kind == current.kind else None)
         updated = replace(
             current, **changes, version=current.version + 1, updated_at_ms=int(time.time() * 1000)
         )
-        await self._check(updated)
         diff = _diff(current, updated)
+        if not diff:
+            return await self.get(principal, destination_id)  # nothing changes: no new version, no event
+        await self._check(updated)
 
         def write() -> dict[str, Any]:
             with self._db.write() as conn:
+                # Optimistic concurrency: another change since we read it would be lost.
+                latest = self.visible(conn, principal, destination_id)
+                if latest.version != current.version:
+                    raise Conflict("the destination changed meanwhile; read it again and retry")
                 self._rows.update(conn, updated)
                 self.audit(
                     conn,
@@ -292,9 +326,10 @@ class DestinationService:
         principal: Principal,
         ctx: RequestContext,
         details: dict[str, Any],
-    ) -> None:
+    ) -> int:
+        """Store the audit event of a change, in the caller's transaction; returns its seq."""
         context: dict[str, Any] = {}
-        if ctx.ip_address:
+        if ctx.ip_address and _is_ip(ctx.ip_address):
             context["ip_address"] = ctx.ip_address
         if ctx.user_agent:
             context["user_agent"] = ctx.user_agent[:1000]
@@ -310,7 +345,15 @@ class DestinationService:
             },
         }
         event = validate_events([raw])[0]
-        append_events(conn, [event], destination.org)
+        return append_events(conn, [event], destination.org).head
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _headers(given: list[HeaderIn], existing: dict[str, Header]) -> tuple[Header, ...]:
@@ -362,25 +405,26 @@ def summary(destination: Destination) -> dict[str, Any]:
 
 def _diff(before: Destination, after: Destination) -> dict[str, Any]:
     """What changed, with secrets reduced to 'changed' so the audit log never holds them."""
-    old, new = _public(before), _public(after)
+    secret_url = KINDS[before.kind].url_is_secret or KINDS[after.kind].url_is_secret
+    old, new = _public(before, secret_url), _public(after, secret_url)
     changes: dict[str, Any] = {}
     for key in new:
         if old.get(key) != new.get(key):
             changes[key] = {"from": old.get(key), "to": new.get(key)}
     if before.token != after.token:
         changes["token"] = "changed"
-    if before.url != after.url and KINDS[after.kind].url_is_secret:
+    if before.url != after.url and secret_url:
         changes["url"] = "changed"
     if [h.value for h in before.headers if h.secret] != [h.value for h in after.headers if h.secret]:
         changes["secret_header_values"] = "changed"
     return changes
 
 
-def _public(d: Destination) -> dict[str, Any]:
+def _public(d: Destination, secret_url: bool = False) -> dict[str, Any]:
     return {
         "name": d.name,
         "kind": d.kind,
-        "url": mask_url(d.url) if KINDS[d.kind].url_is_secret else d.url,
+        "url": mask_url(d.url) if secret_url or KINDS[d.kind].url_is_secret else d.url,
         "headers": [
             {"name": h.name, "value": mask(h.value) if h.secret else h.value, "secret": h.secret}
             for h in d.headers

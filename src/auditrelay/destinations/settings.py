@@ -12,6 +12,7 @@ MAX_HEADERS = 20
 HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 #: Set by auditrelay itself or by the HTTP layer; an admin overriding them would break delivery.
 RESERVED_HEADERS = {
+    "content-type",
     "host",
     "content-length",
     "transfer-encoding",
@@ -25,6 +26,11 @@ RESERVED_HEADERS = {
     "user-agent",
     "x-auditrelay-streaming-token",
 }
+#: What a header value may hold: visible ASCII, spaces and tabs (RFC 9110 field-vchar,
+#: without obs-text, which receivers decode inconsistently).
+HEADER_VALUE = re.compile(r"^[\x20-\x7e\t]*$")
+#: A masked secret as the API shows it; sent back, it must not replace the real one.
+MASKED = re.compile(r"\*{8}")
 EVENT_TYPE = re.compile(r"^(\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?)$")
 MEDIA_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+(\s*;\s*[\w.+-]+=[\w.+\"-]+)*$")
 VERIFICATION_TOKEN = re.compile(r"^[\x21-\x7e]{16,200}$")
@@ -43,15 +49,14 @@ class HeaderIn(BaseModel):
         if not HEADER_NAME.match(name):
             raise ValueError("a header name must be an RFC 9110 token (letters, digits, !#$%&'*+-.^_`|~)")
         if name.lower() in RESERVED_HEADERS:
-            raise ValueError(f"header {name!r} is set by auditrelay and cannot be overridden")
+            hint = " (use the content_type setting)" if name.lower() == "content-type" else ""
+            raise ValueError(f"header {name!r} is set by auditrelay and cannot be overridden{hint}")
         return name
 
     @field_validator("value")
     @classmethod
-    def _no_control(cls, value: str | None) -> str | None:
-        if value is not None and any(ch in value for ch in "\r\n\x00"):
-            raise ValueError("a header value must not contain CR, LF or NUL characters")
-        return value
+    def _value(cls, value: str | None) -> str | None:
+        return check_header_text(value, "a header value")
 
 
 class BatchIn(BaseModel):
@@ -59,6 +64,21 @@ class BatchIn(BaseModel):
     max_events: int | None = Field(default=None, ge=1, le=10_000)
     max_bytes: int | None = Field(default=None, ge=1024, le=10_000_000)
     linger_ms: int | None = Field(default=None, ge=0, le=10_000)
+
+
+def check_header_text(value: str | None, what: str) -> str | None:
+    """Refuse what cannot travel in an HTTP header: CR/LF (injection), NUL, non-ASCII."""
+    if value is None:
+        return None
+    if any(ch in value for ch in "\r\n\x00"):
+        raise ValueError(f"{what} must not contain CR, LF or NUL characters")
+    if not HEADER_VALUE.match(value):
+        raise ValueError(f"{what} must be printable ASCII (it travels in an HTTP header)")
+    if MASKED.search(value):
+        raise ValueError(
+            f"{what} looks like a masked secret ('********'); send the real value, or omit it to keep it"
+        )
+    return value
 
 
 def _check_headers(headers: list[HeaderIn] | None) -> list[HeaderIn] | None:
@@ -136,8 +156,15 @@ class DestinationCreate(_DestinationFields):
     @field_validator("token")
     @classmethod
     def _token_text(cls, value: str | None) -> str | None:
-        if value is not None and any(ch in value for ch in "\r\n\x00"):
-            raise ValueError("must not contain CR, LF or NUL characters")
+        if value is not None and not value.strip():
+            raise ValueError("must not be blank")
+        return check_header_text(value, "the token")
+
+    @field_validator("url")
+    @classmethod
+    def _url_not_masked(cls, value: str | None) -> str | None:
+        if value is not None and MASKED.search(value):
+            raise ValueError("looks like a masked URL ('********'); send the real URL, or omit it to keep it")
         return value
 
 
@@ -148,7 +175,8 @@ class DestinationPatch(_DestinationFields):
     kind: Literal["http", "splunk_hec", "sumo_logic"] | None = None
     url: str | None = Field(default=None, min_length=1, max_length=2048)
     token: str | None = Field(default=None, min_length=1, max_length=2048)
-    verification_token: object = None
+    #: Accepted only when it equals the current one (a client sending back what it read).
+    verification_token: str | None = None
     active: bool | None = None
     options: dict[str, object] | None = None
     batch: BatchIn | None = None

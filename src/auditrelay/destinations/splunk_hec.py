@@ -69,6 +69,12 @@ class SplunkHecKind(DestinationKind):
     token_required = True
     default_batch = BatchSettings(max_events=1000, max_bytes=1_000_000, linger_ms=10)
 
+    def check(self, destination: Destination) -> list[tuple[str, str]]:
+        problems = super().check(destination)
+        if destination.token is not None and not hec_token(destination.token):
+            problems.append(("token", "is empty once the 'Splunk ' prefix is removed"))
+        return problems
+
     def requests(self, destination: Destination, batch: Sequence[StoredEvent]) -> Iterator[OutgoingRequest]:
         options = destination.options
         headers = self.base_headers(destination, "application/json")
@@ -87,8 +93,7 @@ class SplunkHecKind(DestinationKind):
         limits = destination.batch
         for run in split_batch(batch, limits.max_events, limits.max_bytes, overhead=len(middle) + 30):
             content = b"".join(
-                b'{"time":%d.%03d%s%s}' % (e.occurred_at_ms // 1000, e.occurred_at_ms % 1000, middle, e.body)
-                for e in run
+                b'{"time":%s%s%s}' % (_epoch_seconds(e.occurred_at_ms), middle, e.body) for e in run
             )
             yield OutgoingRequest(url, headers, content, run)
 
@@ -102,6 +107,13 @@ class SplunkHecKind(DestinationKind):
         if code in BAD_DATA_CODES and status == 400:
             return Verdict(Outcome.REJECTED, message)
         return Verdict(Outcome.RETRY, message, parse_retry_after(headers.get("retry-after")))
+
+
+def _epoch_seconds(millis: int) -> bytes:
+    """Epoch seconds with milliseconds, exact (no float), as HEC's `time` wants them."""
+    sign = b"-" if millis < 0 else b""
+    whole, fraction = divmod(abs(millis), 1000)
+    return b"%s%d.%03d" % (sign, whole, fraction)
 
 
 def _hec_answer(body: bytes) -> tuple[int | None, str]:

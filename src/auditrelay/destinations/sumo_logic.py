@@ -11,7 +11,7 @@ import gzip
 from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from auditrelay.destinations.base import DestinationKind, OutgoingRequest, split_batch
 from auditrelay.destinations.model import BatchSettings, Destination
@@ -25,6 +25,13 @@ class SumoLogicOptions(BaseModel):
     source_host: str | None = Field(default=None, max_length=1024, description="X-Sumo-Host")
     fields: str | None = Field(default=None, max_length=4096, description="X-Sumo-Fields, e.g. 'env=prod'")
 
+    @field_validator("category", "source_name", "source_host", "fields")
+    @classmethod
+    def _header_safe(cls, value: str | None) -> str | None:
+        from auditrelay.destinations.settings import check_header_text
+
+        return check_header_text(value, "this option (sent as an X-Sumo-* header)")
+
 
 class SumoLogicKind(DestinationKind):
     name = "sumo_logic"
@@ -33,6 +40,15 @@ class SumoLogicKind(DestinationKind):
     url_is_secret = True
     token_allowed = False
     default_batch = BatchSettings(max_events=1000, max_bytes=1_000_000, linger_ms=10)
+
+    def check(self, destination: Destination) -> list[tuple[str, str]]:
+        problems = super().check(destination)
+        for header in destination.headers:
+            if header.name.lower().startswith("x-sumo-"):
+                problems.append(
+                    ("headers", f"set {header.name} through options (category, source_name, ...)")
+                )
+        return problems
 
     def requests(self, destination: Destination, batch: Sequence[StoredEvent]) -> Iterator[OutgoingRequest]:
         headers = self.base_headers(destination, "application/x-ndjson")

@@ -59,9 +59,9 @@ class PostgresListener:
                 with psycopg.connect(self._conninfo, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     while not self._stop.is_set():
+                        # `notifies` returns after a second of silence so that `stop` is seen.
                         for _ in conn.notifies(timeout=1.0, stop_after=1000):
                             self._wake()
-                        # A notice may have come between two calls: wake anyway on a timer.
             except psycopg.Error as exc:
                 log.warning("event notification listener lost its connection (%s); retrying", exc)
                 self._stop.wait(1.0)

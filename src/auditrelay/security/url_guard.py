@@ -17,6 +17,11 @@ METADATA_ADDRESSES = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_addr
 class UnsafeUrl(ValueError):
     """The URL is malformed or points somewhere destinations may not go."""
 
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        #: True when the host did not resolve: it may well resolve in a moment.
+        self.transient = transient
+
 
 def check_destination_url(url: str, allow_private: bool) -> None:
     """Raise `UnsafeUrl` with a reason an admin can act on; resolves the host (blocking)."""
@@ -38,7 +43,7 @@ def check_destination_url(url: str, allow_private: bool) -> None:
     try:
         infos = socket.getaddrinfo(parts.hostname, port or 443, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
-        raise UnsafeUrl(f"host {parts.hostname!r} does not resolve ({exc.strerror})") from exc
+        raise UnsafeUrl(f"host {parts.hostname!r} does not resolve ({exc.strerror})", transient=True) from exc
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if _is_internal(address):
