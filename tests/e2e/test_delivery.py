@@ -56,6 +56,11 @@ def test_splunk_hec_envelopes_batches_and_auth(
     first = envelopes[0]
     assert set(first) == {"time", "host", "source", "sourcetype", "index", "event"}
     assert first["time"] == 1731477600.518
+    # Exact milliseconds, also where float arithmetic would round (…19.624 → …19.623).
+    tricky = in_ns(namespace, timestamp="1987-02-15T01:24:19.624Z")
+    service.send(tricky)
+    wait_until(lambda: len(hec.envelopes()) >= 51, what="the tricky timestamp")
+    assert b'"time":540350659.624,' in hec.requests[-1].body
     assert (first["host"], first["source"], first["sourcetype"], first["index"]) == (
         "relay-1",
         "auditrelay",
@@ -324,4 +329,59 @@ def test_status_reports_cursor_lag_and_delivered_total(
         what="delivered_total",
     )
     assert status["state"] == "healthy" and status["last_success_at"] is not None
-    assert status["cursor"] <= status["head"]
+    assert status["lag"] == status["head"] - status["cursor"]
+    assert status["delivered_total"] == 4
+
+
+def test_events_wake_delivery_at_once_without_polling(fresh_service: Service, receiver: Receiver) -> None:
+    # With the safety-net poll at 60 s, only the wake-up on commit can deliver in time.
+    fresh_service.extra_env["AUDITRELAY_RESYNC_SECONDS"] = "60"
+    service = fresh_service.start()
+    service.add_destination(name="rt", kind="http", url=receiver.url, event_types=["realtime.*"])
+    time.sleep(0.5)
+    for _ in range(3):
+        event = make_event(action="realtime.ping")
+        sent = time.time()
+        service.send(event)
+        wait_until(
+            lambda e=event: any(x["id"] == e["id"] for x in receiver.events()), timeout=5, what="wake-up"
+        )
+        assert receiver.requests[-1].at - sent < 5
+
+
+def test_retry_after_zero_does_not_become_a_hot_loop(
+    service: Service, add_destination: AddDestination, receiver: Receiver, namespace: str
+) -> None:
+    receiver.respond = lambda r: (503, {"Retry-After": "0"}, b"busy")  # type: ignore[method-assign]
+    add_destination(name="z", kind="http", url=receiver.url, namespaces=[namespace])
+    service.send(in_ns(namespace))
+    wait_until(lambda: receiver.failed, what="first attempt")
+    time.sleep(1.5)
+    # Backoff from 0.1 s doubling: a handful of attempts in 1.5 s, not hundreds.
+    assert len(receiver.failed) < 15
+
+
+def test_a_hanging_destination_being_restarted_does_not_delay_a_new_one(
+    service: Service, add_destination: AddDestination, namespace: str
+) -> None:
+    hanging, fresh = Receiver(), Receiver()
+    try:
+        hanging.script = ["hang"] * 5
+        stuck = add_destination(name="stuck", kind="http", url=hanging.url, namespaces=[namespace])
+        service.send(in_ns(namespace))
+        wait_until(lambda: hanging.closing is not None and not hanging.requests, what="a hanging request")
+        time.sleep(0.3)
+        with service.admin() as client:
+            # Restarting the stuck loop waits for its request in flight (up to 3 s in tests)...
+            client.patch(f"/api/v1/destinations/{stuck['id']}", json={"name": "stuck-2"})
+        # ...which must not hold up a destination created meanwhile.
+        started = time.time()
+        add_destination(name="fresh", kind="http", url=fresh.url, namespaces=[namespace])
+        event = in_ns(namespace)
+        service.send(event)
+        wait_until(lambda: fresh.events(), timeout=10, what="the new destination's event")
+        assert fresh.requests[0].at - started < 2.0
+        assert fresh.events() == [event]
+    finally:
+        hanging.close()
+        fresh.close()

@@ -38,7 +38,8 @@ def test_create_returns_settings_masked_secrets_and_status(
     assert created["filtered"] is True
     assert len(created["verification_token"]) >= 16
     status = created["status"]
-    assert status["state"] == "healthy" and status["lag"] >= 0 and status["last_error"] is None
+    assert status["state"] == "healthy" and status["last_error"] is None
+    assert status["delivered_total"] == 0 and status["consecutive_failures"] == 0
     fetched = service.destination(created["id"])
     assert fetched["verification_token"] == created["verification_token"]
     with service.admin() as client:
@@ -239,7 +240,7 @@ def test_destination_changes_are_streamed_like_any_event(
     expected = ["create", "pause", "resume", "delete"]
     wait_until(lambda: len(actions()) >= 4, what="four audit events")
     assert actions() == [f"audit_stream.destination.{verb}" for verb in expected]
-    assert watcher["id"] != other["id"]
+    assert receiver.requests[0].header("x-auditrelay-streaming-token") == watcher["verification_token"]
 
 
 def test_unknown_routes_and_methods_are_problem_json(service: Service) -> None:
@@ -261,3 +262,134 @@ def test_events_are_not_sent_to_a_destination_of_another_test(service: Service, 
         assert [e["entity"]["path"] for e in receiver.events()] == ["nobody/else/x"]
     finally:
         service.delete_destination(destination["id"])
+
+
+def test_secrets_never_leave_in_answers_audit_events_or_the_database_file(
+    fresh_service: Service, receiver: Receiver
+) -> None:
+    service = fresh_service.start()
+    sumo_url = receiver.url + "/receiver/v1/http/SUMOSECRETCODE0123456789"
+    created = service.add_destination(
+        name="s",
+        kind="sumo_logic",
+        url=sumo_url,
+        headers=[{"name": "X-Key", "value": "HEADERSECRET-98765", "secret": True}],
+    )
+    hec = service.add_destination(name="h", kind="splunk_hec", url=receiver.url, token="HECTOKENSECRET-4242")
+    with service.admin() as client:
+        # Leaving sumo_logic needs a new URL; the old one stays masked in the audit event.
+        response = client.patch(f"/api/v1/destinations/{created['id']}", json={"kind": "http"})
+        assert response.status_code == 422 and response.json()["errors"][0]["field"] == "url"
+        response = client.patch(
+            f"/api/v1/destinations/{created['id']}", json={"kind": "http", "url": receiver.url + "/plain"}
+        )
+        assert response.status_code == 200, response.text
+        seen = [
+            client.get("/api/v1/destinations").text,
+            client.get(f"/api/v1/destinations/{hec['id']}").text,
+            response.text,
+            client.get("/api/v1/events", params={"limit": 1000}).text,
+        ]
+    for text in seen:
+        for secret in ("SUMOSECRETCODE", "HEADERSECRET", "HECTOKENSECRET"):
+            assert secret not in text
+    service.stop()
+    for path in service.data_dir.glob("auditrelay.db*"):
+        raw = path.read_bytes()
+        for secret in (b"SUMOSECRETCODE", b"HEADERSECRET", b"HECTOKENSECRET"):
+            assert secret not in raw, f"{secret!r} stored in clear in {path.name}"
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"headers": [{"name": "X-Team", "value": "café"}]}, "headers.0.value"),
+        ({"headers": [{"name": "Content-Type", "value": "text/plain"}]}, "headers.0.name"),
+        ({"token": "t-1234567890", "headers": [{"name": "Authorization", "value": "x"}]}, "headers"),
+        ({"token": "********abcd"}, "token"),
+        ({"token": "   "}, "token"),
+        ({"url": "http://127.0.0.1/********abcd"}, "url"),
+    ],
+)
+def test_values_that_cannot_travel_in_headers_or_are_masked_are_refused(
+    service: Service, receiver: Receiver, settings: dict[str, Any], field: str
+) -> None:
+    body = {"name": "bad", "kind": "http", "url": receiver.url, **settings}
+    with service.admin() as client:
+        response = client.post("/api/v1/destinations", json=body)
+    assert response.status_code == 422, response.text
+    assert field in [e["field"] for e in response.json()["errors"]], response.text
+
+
+def test_sumo_options_with_line_breaks_and_splunk_tokens_that_are_only_a_prefix(
+    service: Service, receiver: Receiver
+) -> None:
+    with service.admin() as client:
+        response = client.post(
+            "/api/v1/destinations",
+            json={
+                "name": "s",
+                "kind": "sumo_logic",
+                "url": receiver.url,
+                "options": {"category": "a\r\nX-Evil: 1"},
+            },
+        )
+        assert response.status_code == 422 and response.json()["errors"][0]["field"] == "options.category"
+        response = client.post(
+            "/api/v1/destinations",
+            json={"name": "h", "kind": "splunk_hec", "url": receiver.url, "token": "Splunk "},
+        )
+        assert response.status_code == 422 and response.json()["errors"][0]["field"] == "token"
+
+
+def test_patch_changing_kind_starts_from_the_new_kinds_options_and_empty_patch_changes_nothing(
+    service: Service, add_destination: AddDestination, receiver: Receiver
+) -> None:
+    created = add_destination(
+        name="k", kind="http", url=receiver.url, event_types=["never.*"], options={"batch_format": "ndjson"}
+    )
+    with service.admin() as client:
+        response = client.patch(
+            f"/api/v1/destinations/{created['id']}", json={"kind": "splunk_hec", "token": "t-1"}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["options"]["sourcetype"] == "auditrelay:event"
+        before = client.get(f"/api/v1/destinations/{created['id']}").json()
+        same = client.patch(
+            f"/api/v1/destinations/{created['id']}",
+            json={"name": "k", "verification_token": before["verification_token"]},
+        )
+        assert same.status_code == 200, same.text
+        assert same.json()["updated_at"] == before["updated_at"]
+        updates = client.get(
+            "/api/v1/events", params={"action": "audit_stream.destination.update", "limit": 1000}
+        )
+    mine = [e for e in updates.json()["events"] if e["event"]["entity"]["id"] == created["id"]]
+    assert len(mine) == 1, "an empty change is not an audited change"
+
+
+def test_a_streamed_oversized_admin_body_is_413(service: Service) -> None:
+    def chunks():  # type: ignore[no-untyped-def]
+        yield b'{"name":"'
+        for _ in range(40):
+            yield b"x" * 10_000
+        yield b'"}'
+
+    with service.admin() as client:
+        response = client.post(
+            "/api/v1/destinations", content=chunks(), headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code == 413
+
+
+def test_a_masked_value_sent_back_in_a_patch_never_replaces_the_secret(
+    service: Service, add_destination: AddDestination, receiver: Receiver
+) -> None:
+    created = add_destination(
+        name="m", kind="http", url=receiver.url, token="real-token-123456789", event_types=["never.*"]
+    )
+    with service.admin() as client:
+        for body in ({"token": created["token"]}, {"url": "http://127.0.0.1/********abcd"}):
+            response = client.patch(f"/api/v1/destinations/{created['id']}", json=body)
+            assert response.status_code == 422, response.text
+    assert service.destination(created["id"])["token"] == "********6789"

@@ -55,3 +55,28 @@ def test_kill_9_during_delivery_loses_nothing(fresh_service: Service, receiver: 
     # Order holds apart from the re-sent batch: first occurrences are in log order.
     first_seen = list(dict.fromkeys(received))
     assert first_seen == [e["id"] for e in events]
+
+
+def test_sigterm_lets_the_request_in_flight_finish_and_commits_it(
+    fresh_service: Service, receiver: Receiver
+) -> None:
+    service = fresh_service.start()
+    plain = receiver.respond
+
+    def slow(request):  # type: ignore[no-untyped-def]
+        time.sleep(0.05)
+        return plain(request)
+
+    receiver.respond = slow  # type: ignore[method-assign]
+    service.add_destination(name="g", kind="http", url=receiver.url, event_types=["document.*"])
+    events = [make_event(action="document.view") for _ in range(80)]
+    service.send(events)
+    wait_until(lambda: len(receiver.events()) >= 10, what="delivery under way")
+    service.stop()  # SIGTERM: graceful
+    assert len(receiver.events()) < 80, "the stop must land mid-stream"
+    receiver.respond = plain  # type: ignore[method-assign]
+    service.start()
+    wait_until(lambda: len(receiver.events()) >= 80, timeout=20, what="the rest after restart")
+    time.sleep(0.3)
+    # A graceful stop commits what was delivered: nothing is sent twice.
+    assert [e["id"] for e in receiver.events()] == [e["id"] for e in events]

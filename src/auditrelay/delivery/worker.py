@@ -38,6 +38,8 @@ REJECTIONS_BEFORE_DEAD_LETTER = 3
 #: is more likely misconfigured (wrong path, wrong format) than fed poison: stop setting
 #: events aside and hold the stream as `failing` until it accepts something again.
 DEAD_LETTER_BREAKER = 5
+#: Within a batch of many requests, commit the cursor at least this often.
+COMMIT_INTERVAL_SECONDS = 1.0
 #: Trim the attempt history every this many writes.
 TRIM_EVERY = 25
 
@@ -78,6 +80,7 @@ class DestinationWorker:
         self._attempts: list[dr.AttemptRecord] = []
         self._writes = 0
         self._next_replay_check = 0.0
+        self._last_commit = time.monotonic()
         self._stop = asyncio.Event()
 
     @property
@@ -158,6 +161,10 @@ class DestinationWorker:
             await self._deliver_request(client, request, live)
             if live:
                 self._delivered_through = request.events[-1].seq
+                if time.monotonic() - self._last_commit > COMMIT_INTERVAL_SECONDS:
+                    # A long batch of many requests: keep what is delivered, so a crash
+                    # re-sends at most about a second's worth.
+                    await self._commit(self._delivered_through)
 
     async def _deliver_request(self, client: httpx.AsyncClient, request: OutgoingRequest, live: bool) -> None:
         """Send until accepted; split rejected batches; set aside an event refused alone."""
@@ -382,6 +389,7 @@ class DestinationWorker:
 
     async def _commit(self, cursor: int) -> None:
         delivered = self._delivered_uncommitted
+        self._last_commit = time.monotonic()
         await self._db.run(self._commit_sync, cursor, delivered, self._take_attempts())
         self._committed = self._delivered_through = cursor
         self._delivered_uncommitted = 0

@@ -181,11 +181,5 @@ class DestinationPatch(_DestinationFields):
     options: dict[str, object] | None = None
     batch: BatchIn | None = None
 
-    @field_validator("verification_token")
-    @classmethod
-    def _immutable(cls, value: object) -> object:
-        raise ValueError(
-            "the verification token is set once, when the destination is created, and never changes"
-        )
-
     _token_text = field_validator("token")(DestinationCreate._token_text.__func__)  # type: ignore[attr-defined]
+    _url_not_masked = field_validator("url")(DestinationCreate._url_not_masked.__func__)  # type: ignore[attr-defined]

@@ -49,6 +49,8 @@ class SplunkHecOptions(BaseModel):
 def hec_token(token: str) -> str:
     """The bare HEC token, whether the admin typed `Splunk <token>` (as Grist asks) or not."""
     token = token.strip()
+    if token.lower() == "splunk":
+        return ""
     if token[:7].lower() == "splunk ":
         token = token[7:].strip()
     return token
