@@ -30,6 +30,7 @@ MAX_STRING_LENGTH = 4096
 _UUID_PATTERN = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _RFC3339 = re.compile(r"^\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_IPV4 = re.compile(r"^((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$")
 _CANONICAL_TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
@@ -205,10 +206,11 @@ def _check_context(context: Any, fail: Any) -> None:
         if not isinstance(ip, str):
             fail("context.ip_address", f"must be a string, not {_json_type(ip)}")
         else:
-            try:
-                ipaddress.ip_address(ip)
-            except ValueError:
-                fail("context.ip_address", f"is not an IPv4 or IPv6 address: {ip[:60]!r}")
+            if not _IPV4.match(ip):  # the common case, checked cheaply
+                try:
+                    ipaddress.IPv6Address(ip)
+                except ValueError:
+                    fail("context.ip_address", f"is not an IPv4 or IPv6 address: {ip[:60]!r}")
     for key in ("user_agent", "session_id"):
         _check_optional_string(context.get(key), f"context.{key}", fail)
     site = context.get("site")

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, select, update
 
 from auditrelay.events import ValidEvent
 from auditrelay.log.wakeups import CHANNEL
@@ -64,19 +64,12 @@ def append_events(conn: Connection, batch: Sequence[ValidEvent], org: str | None
         already.add(event.id)
         seq += 1
         rows.append(
-            {
-                "seq": seq,
-                "id": event.id,
-                "org": org,
-                "action": event.action,
-                "entity_path": event.entity_path,
-                "occurred_at_ms": event.occurred_at_ms,
-                "received_at_ms": now_ms,
-                "body": event.body,
-            }
+            (seq, event.id, org, event.action, event.entity_path, event.occurred_at_ms, now_ms, event.body)
         )
     if rows:
-        conn.execute(insert(events), rows)
+        # Straight to the driver's executemany: the SQL is fixed, and SQLAlchemy's per-row
+        # parameter processing costs more than SQLite itself on this hot path.
+        conn.exec_driver_sql(_insert_sql(conn.dialect.paramstyle), rows)
         conn.execute(update(log_head).where(log_head.c.id == 1).values(head=seq))
         if conn.dialect.name == "postgresql":
             # Delivered at commit to every process LISTENing: their loops wake at once.
@@ -84,30 +77,34 @@ def append_events(conn: Connection, batch: Sequence[ValidEvent], org: str | None
     return AppendResult(stored=len(rows), duplicates=len(batch) - len(rows), head=seq)
 
 
+_COLUMNS = "seq, id, org, action, entity_path, occurred_at_ms, received_at_ms, body"
+
+
+def _insert_sql(paramstyle: str) -> str:
+    marker = "?" if paramstyle == "qmark" else "%s"
+    return f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join([marker] * 8)})"
+
+
+def _read_after_sql(paramstyle: str) -> str:
+    marker = "?" if paramstyle == "qmark" else "%s"
+    return (
+        "SELECT seq, org, action, entity_path, occurred_at_ms, body FROM events "
+        f"WHERE seq > {marker} ORDER BY seq LIMIT {marker}"
+    )
+
+
 def head_seq(conn: Connection) -> int:
     """The sequence number of the newest committed event (0 for an empty log)."""
     return int(conn.execute(select(log_head.c.head).where(log_head.c.id == 1)).scalar_one())
 
 
-_READ_AFTER = (
-    select(
-        events.c.seq,
-        events.c.org,
-        events.c.action,
-        events.c.entity_path,
-        events.c.occurred_at_ms,
-        events.c.body,
-    )
-    .where(events.c.seq > bindparam("cursor"))
-    .order_by(events.c.seq)
-    .limit(bindparam("limit"))
-)
-
-
 def read_after(conn: Connection, cursor: int, limit: int) -> list[StoredEvent]:
     """The next `limit` events after `cursor`, in log order."""
-    result = conn.execute(_READ_AFTER, {"cursor": cursor, "limit": limit})
-    return [StoredEvent(*row) for row in result]
+    result = conn.exec_driver_sql(_read_after_sql(conn.dialect.paramstyle), (cursor, limit))
+    return [
+        StoredEvent(seq, org, action, path, occurred, bytes(body))
+        for seq, org, action, path, occurred, body in result
+    ]
 
 
 def browse(
