@@ -385,3 +385,70 @@ def test_a_hanging_destination_being_restarted_does_not_delay_a_new_one(
     finally:
         hanging.close()
         fresh.close()
+
+
+def test_a_destination_trickling_its_answer_is_cut_off_by_the_total_timeout(
+    service: Service, add_destination: AddDestination, namespace: str
+) -> None:
+    import socket
+    import threading
+
+    # A raw server that answers one byte every 0.3 s, forever: each read succeeds, so only
+    # a deadline on the whole exchange can stop it. The second connection answers normally.
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    connections = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        first = True
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            connections.append(time.time())
+            conn.recv(65536)
+            if first:
+                first = False
+                for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 1000:
+                    if stop.wait(0.3):
+                        break
+                    try:
+                        conn.sendall(bytes([byte]))
+                    except OSError:
+                        break
+            else:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        destination = add_destination(
+            name="trickle",
+            kind="http",
+            url=f"http://127.0.0.1:{server.getsockname()[1]}",
+            namespaces=[namespace],
+        )
+        service.send(in_ns(namespace))
+        wait_until(lambda: len(connections) >= 2, timeout=15, what="a retry after the trickle was cut off")
+        assert 2.5 <= connections[1] - connections[0] < 10
+        status = wait_until(
+            lambda: (s := service.destination(destination["id"])["status"])["delivered_total"] and s,
+            what="delivered on the retry",
+        )
+        assert status["state"] == "healthy"
+        history = service_history(service, destination["id"])
+        assert any(
+            "no complete answer" in (d["error"] or "") or "timed out" in (d["error"] or "") for d in history
+        )
+    finally:
+        stop.set()
+        server.close()
+
+
+def service_history(service: Service, destination_id: str) -> list[dict[str, Any]]:
+    with service.admin() as client:
+        return client.get(f"/api/v1/destinations/{destination_id}/deliveries").json()["deliveries"]

@@ -80,3 +80,20 @@ def test_sigterm_lets_the_request_in_flight_finish_and_commits_it(
     time.sleep(0.3)
     # A graceful stop commits what was delivered: nothing is sent twice.
     assert [e["id"] for e in receiver.events()] == [e["id"] for e in events]
+
+
+def test_shutdown_is_not_held_up_by_a_hanging_destination(fresh_service: Service) -> None:
+    hanging = Receiver()
+    try:
+        hanging.script = ["hang"] * 100
+        service = fresh_service.start()
+        service.add_destination(name="hang", kind="http", url=hanging.url, event_types=["document.*"])
+        service.send(make_event())
+        wait_until(lambda: not hanging.script or len(hanging.script) < 100, what="a request hanging")
+        started = time.monotonic()
+        service.stop()
+        # Bounded by the stop grace (the request timeout, 2 s + 1 s connect, in tests).
+        assert time.monotonic() - started < 8
+        assert "Application shutdown complete" in service.log()
+    finally:
+        hanging.close()
