@@ -136,8 +136,9 @@ class Service:
                 self.process.wait()
         return self.process.returncode
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path else ""
+    def log(self, whole: bool = False) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path else ""
+        return text if whole else text[-5000:]
 
     # -- API shortcuts --
 
@@ -225,11 +226,11 @@ class Receiver:
                 )
                 with receiver.lock:
                     reply = receiver.script.pop(0) if receiver.script else None
-                if reply == "hang":
-                    receiver.closing.wait(30)
-                    return
                 if reply is None:
                     reply = receiver.respond(received)
+                if reply == "hang":  # hold the connection, answer nothing, record nothing
+                    receiver.closing.wait(30)
+                    return
                 assert not isinstance(reply, str)
                 status, headers, payload = reply
                 if 200 <= status < 300:
@@ -258,7 +259,7 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def respond(self, request: Received) -> Reply:
+    def respond(self, request: Received) -> Reply | str:
         return 200, {"Content-Type": "application/json"}, b'{"ok":true}'
 
     def events(self) -> list[dict[str, Any]]:

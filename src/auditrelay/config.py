@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     #: ...but never longer than this, even for a paused or failing destination.
     retention_hard_max_days: float = Field(default=90.0, gt=0)
     retention_interval_seconds: float = Field(default=3600.0, gt=0)
+    #: After five dead letters in a row a destination's stream is held (it is likely
+    #: misconfigured); the hold ends after this long and dead-lettering resumes.
+    breaker_hold_seconds: float = Field(default=600.0, gt=0)
     create_initial_tokens: bool = True
 
     @model_validator(mode="after")

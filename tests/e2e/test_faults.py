@@ -125,10 +125,9 @@ class Hanging(Receiver):
         self.rng = rng
         super().__init__()
 
-    def respond(self, request: Received) -> Reply:
-        if self.rng.random() < 0.05:
-            self.closing.wait(3)  # longer than the service's request timeout in tests (2 s)
-        return 200, {}, b""
+    def respond(self, request: Received) -> Reply | str:
+        # Never answers (nothing recorded): only the service's timeout and retry deliver it.
+        return "hang" if self.rng.random() < 0.05 else (200, {}, b"")
 
 
 class PoisonRefusing(HecReceiver):
@@ -228,8 +227,10 @@ def test_repeated_kill_9_with_failing_hanging_refusing_and_returning_destination
         for name, receiver in receivers.items():
             counts = Counter(received(receiver))
             duplicates = sum(n - 1 for n in counts.values() if n > 1)
-            in_flight = 100 if name in ("healthy", "returning") else 1000
-            assert duplicates <= KILLS * in_flight, (name, duplicates)
+            # Per-event destinations commit every 100 events; batching ones at least every
+            # second, so a kill re-sends at most about a second of delivery (here ≤ 300).
+            in_flight = 100 if name in ("healthy", "returning") else 300
+            assert duplicates <= KILLS * in_flight < len(expected), (name, duplicates, len(expected))
     finally:
         for receiver in receivers.values():
             receiver.close()

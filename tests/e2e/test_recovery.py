@@ -156,6 +156,7 @@ def test_replay_by_sequence_and_by_time_resends_without_moving_the_live_cursor(
         what="replay done",
     )
     assert done["id"] == job["id"] and done["delivered"] == 3 and done["progress"] == 1.0 and replays
+    # The live cursor did not move back (nor forward: nothing else of ours came in).
     assert service.destination(destination["id"])["status"]["cursor"] >= cursor_before
     # Live events keep flowing after a replay.
     live = in_ns(namespace)
@@ -191,3 +192,88 @@ def test_bad_replay_and_resend_requests(
         assert client.post("/api/v1/destinations/nope/replay", json={"from_seq": 1}).status_code == 404
         assert client.get("/api/v1/destinations/nope/deliveries").status_code == 404
         assert client.get(path + "/deliveries", params={"limit": 1000}).status_code == 422
+
+
+class RefusesDuplicates(Receiver):
+    """A SIEM that answers 409 to an id it has already accepted."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        super().__init__()
+
+    def respond(self, request: Received) -> Reply:
+        import json
+
+        event_id = json.loads(request.body)["id"]
+        if event_id in self.seen:
+            return 409, {}, b"duplicate"
+        self.seen.add(event_id)
+        return 200, {}, b""
+
+
+def test_a_replay_refused_as_duplicates_never_dead_letters_or_holds_the_live_stream(
+    service: Service, add_destination: AddDestination, namespace: str
+) -> None:
+    receiver = RefusesDuplicates()
+    try:
+        destination = add_destination(name="dups", kind="http", url=receiver.url, namespaces=[namespace])
+        first = [in_ns(namespace) for _ in range(8)]
+        service.send(first)
+        wait_until(lambda: len(receiver.events()) >= 8, what="first eight")
+        with service.admin() as client:
+            since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))
+            assert (
+                client.post(
+                    f"/api/v1/destinations/{destination['id']}/replay", json={"from_time": since}
+                ).status_code
+                == 202
+            )
+        wait_until(
+            lambda: (
+                get(service, f"/api/v1/destinations/{destination['id']}/replays")["replays"][0]["state"]
+                == "done"
+            ),
+            timeout=20,
+            what="replay done",
+        )
+        live = in_ns(namespace)
+        service.send(live)
+        wait_until(lambda: receiver.events()[-1] == live, what="live event after the refused replay")
+        status = service.destination(destination["id"])["status"]
+        assert status["dead_letters"] == 0 and status["state"] == "healthy"
+        refused = [
+            d
+            for d in get(service, f"/api/v1/destinations/{destination['id']}/deliveries?limit=200")[
+                "deliveries"
+            ]
+            if d["replay"]
+        ]
+        assert refused and all(d["status"] == 409 for d in refused)
+    finally:
+        receiver.close()
+
+
+def test_a_run_of_poison_longer_than_the_breaker_does_not_stop_the_stream_for_good(
+    fresh_service: Service,
+) -> None:
+    fresh_service.extra_env["AUDITRELAY_BREAKER_HOLD_SECONDS"] = "1"
+    service = fresh_service.start()
+    receiver = Receiver()
+    try:
+        receiver.respond = lambda r: (  # type: ignore[method-assign]
+            (400, {}, b"bad event") if b'"poison"' in r.body else (200, {}, b"")
+        )
+        destination = service.add_destination(
+            name="p", kind="http", url=receiver.url, event_types=["document.*"]
+        )
+        poison = [make_event(details="poison") for _ in range(7)]
+        good = [make_event() for _ in range(3)]
+        service.send([*poison, *good])
+        wait_until(
+            lambda: len(receiver.events()) >= 3, timeout=30, what="the good events after the poison run"
+        )
+        assert receiver.events() == good
+        letters = get(service, f"/api/v1/destinations/{destination['id']}/dead-letters")
+        assert {d["event_id"] for d in letters["dead_letters"]} == {e["id"] for e in poison}
+    finally:
+        receiver.close()

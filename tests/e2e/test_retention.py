@@ -47,7 +47,7 @@ def test_expired_events_wait_for_a_paused_destination_then_go(
     wait_until(lambda: len(receiver.events()) >= 5, what="delivery after resume")
     assert receiver.events() == events
     wait_until(lambda: not ({e["id"] for e in events} & stored_ids(service)), timeout=10, what="purge")
-    assert "retention: removed" in service.log()
+    assert "retention: removed" in service.log(whole=True)
 
 
 def test_the_hard_maximum_wins_over_a_destination_that_never_catches_up(

@@ -73,6 +73,7 @@ class DestinationWorker:
         self._total_timeout = settings.request_timeout_seconds + settings.connect_timeout_seconds
         self._failures = 0
         self._dead_in_a_row = 0
+        self._held_since: float | None = None
         self._committed = -1
         self._delivered_through = -1
         self._delivered_uncommitted = 0
@@ -133,10 +134,11 @@ class DestinationWorker:
                 linger = self.destination.batch.linger_ms / 1000
                 while not self._stop.is_set():
                     flag.clear()
-                    await self._replay_step(client)
+                    replaying = await self._replay_step(client)
                     batch = await self._db.run(self._read, cursor, self._read_limit)
                     if not batch:
-                        await self._wait_for_events(flag)
+                        if not replaying:
+                            await self._wait_for_events(flag)
                         continue
                     if linger and len(batch) < self._read_limit:
                         # A short linger lets a burst fill one request instead of many.
@@ -174,12 +176,13 @@ class DestinationWorker:
             self._note(request, result, live)
             verdict = result.verdict
             if verdict.outcome is Outcome.DELIVERED:
-                EVENTS_DELIVERED.labels(self.destination.id).inc(len(request.events))
                 if live:
+                    EVENTS_DELIVERED.labels(self.destination.id).inc(len(request.events))
                     self._delivered_uncommitted += len(request.events)
                 else:
                     self._replay_delivered += len(request.events)
                 self._dead_in_a_row = 0
+                self._held_since = None
                 if self._failures:
                     self._failures = 0
                     await self._db.run(self._write, self._rows.set_state, "healthy")
@@ -187,7 +190,17 @@ class DestinationWorker:
             DELIVERY_FAILURES.labels(self.destination.id, verdict.outcome.value).inc()
             rejected = verdict.outcome is Outcome.REJECTED
             message = verdict.message
-            if rejected and self._dead_in_a_row < DEAD_LETTER_BREAKER:
+            if rejected and not live:
+                # A replay re-sends what the live stream already handled: a refusal now (a SIEM
+                # refusing duplicates, say) is recorded in the history and the replay moves on.
+                # It never dead-letters, and never counts toward the live stream's breaker.
+                return
+            if rejected and self._breaker_tripped():
+                message = (
+                    f"{DEAD_LETTER_BREAKER} events in a row were refused and set aside; holding the stream "
+                    f"until it accepts one or the hold ends (check its URL and settings): {message}"
+                )
+            elif rejected:
                 if len(request.events) > 1:
                     # Find the refused events: each half is rendered and sent on its own.
                     half = len(request.events) // 2
@@ -199,11 +212,6 @@ class DestinationWorker:
                     await self._dead_letter(request.events[0], rejections, result)
                     return
                 message = f"event refused ({rejections}/{REJECTIONS_BEFORE_DEAD_LETTER}): {message}"
-            elif rejected:
-                message = (
-                    f"{DEAD_LETTER_BREAKER} events in a row were refused and set aside; holding the stream "
-                    f"until the destination accepts one (check its URL and settings): {message}"
-                )
             self._failures += 1
             state = "unauthorized" if verdict.outcome is Outcome.UNAUTHORIZED else "failing"
             delay = retry_delay(
@@ -225,6 +233,25 @@ class DestinationWorker:
             await self._record_failure(state, result.status, message, delay)
             await self._pause(delay)
 
+    def _breaker_tripped(self) -> bool:
+        """Too many dead letters in a row: hold the stream, but only for a while.
+
+        A destination refusing everything is likely misconfigured, and setting its whole
+        stream aside would be wrong; but real poison can come in runs too, and must not stop
+        the stream for good. So the hold ends after `breaker_hold_seconds`, and splitting and
+        dead-lettering resume (a misconfigured destination then loses at most five events
+        per hold to its dead letters, all of them visible and re-sendable).
+        """
+        if self._dead_in_a_row < DEAD_LETTER_BREAKER:
+            return False
+        if self._held_since is None:
+            self._held_since = time.monotonic()
+        if time.monotonic() - self._held_since >= self._settings.breaker_hold_seconds:
+            self._dead_in_a_row = 0
+            self._held_since = None
+            return False
+        return True
+
     async def _dead_letter(self, event: StoredEvent, attempts: int, result: Attempt) -> None:
         event_id = str(orjson.loads(event.body).get("id", ""))
         answer = result.answer[:2000].decode("utf-8", "replace")
@@ -243,15 +270,23 @@ class DestinationWorker:
             result.verdict.message,
         )
         records = self._take_attempts()
+        delivered = self._delivered_uncommitted
+        trim = self._trim_due()
 
         def write() -> None:
             with self._db.write() as conn:
                 dr.add_dead_letter(
                     conn, self.destination.id, event.seq, event_id, event.body, attempts, result.status, error
                 )
-                dr.record_attempts(conn, self.destination.id, records, trim=False)
+                # Everything before this event is delivered or set aside: moving the cursor
+                # past it in the same transaction means a crash cannot dead-letter it twice.
+                self._rows.commit_progress(conn, self.destination.id, event.seq, delivered)
+                dr.record_attempts(conn, self.destination.id, records, trim=trim)
 
         await self._db.run(write)
+        self._committed = self._delivered_through = event.seq
+        self._delivered_uncommitted = 0
+        self._last_commit = time.monotonic()
 
     def _note(self, request: OutgoingRequest, result: Attempt, live: bool) -> None:
         ok = result.verdict.outcome is Outcome.DELIVERED
@@ -277,15 +312,19 @@ class DestinationWorker:
 
     # -- replay ---------------------------------------------------------------------------
 
-    async def _replay_step(self, client: httpx.AsyncClient) -> None:
-        """Send one chunk of a pending replay job, if any, without touching the live cursor."""
+    async def _replay_step(self, client: httpx.AsyncClient) -> bool:
+        """Send one chunk of a pending replay job, if any, without touching the live cursor.
+
+        Chunks alternate with live batches, so a long replay never stalls the live stream;
+        returns True while the job has more to send.
+        """
         now = time.monotonic()
         if now < self._next_replay_check:
-            return
+            return False
         job = await self._db.run(self._read_only, dr.pending_replay, self.destination.id)
         if job is None:
             self._next_replay_check = now + self._settings.resync_seconds
-            return
+            return False
         chunk = [
             e for e in await self._db.run(self._read, job.cursor, self._read_limit) if e.seq <= job.to_seq
         ]
@@ -296,11 +335,12 @@ class DestinationWorker:
         new_cursor = chunk[-1].seq if chunk else job.to_seq
         delivered = self._replay_delivered
         records = self._take_attempts()
+        trim = self._trim_due()
 
         def write() -> None:
             with self._db.write() as conn:
                 dr.advance_replay(conn, job.id, new_cursor, delivered, done)
-                dr.record_attempts(conn, self.destination.id, records, trim=False)
+                dr.record_attempts(conn, self.destination.id, records, trim=trim)
 
         await self._db.run(write)
         if done:
@@ -311,6 +351,7 @@ class DestinationWorker:
                 job.from_seq,
                 job.to_seq,
             )
+        return not done
 
     # -- waiting --------------------------------------------------------------------------
 
@@ -381,18 +422,26 @@ class DestinationWorker:
         with self._db.write() as conn:
             fn(conn, self.destination.id, *args)
 
-    def _commit_sync(self, cursor: int, delivered: int, records: list[dr.AttemptRecord]) -> None:
+    def _trim_due(self) -> bool:
+        """Every writer of attempts trims the history now and then, not only commits."""
         self._writes += 1
+        return self._writes % TRIM_EVERY == 0
+
+    def _commit_sync(self, cursor: int, delivered: int, records: list[dr.AttemptRecord]) -> None:
+        trim = self._trim_due()
         with self._db.write() as conn:
             self._rows.commit_progress(conn, self.destination.id, cursor, delivered)
-            dr.record_attempts(conn, self.destination.id, records, trim=self._writes % TRIM_EVERY == 0)
+            dr.record_attempts(conn, self.destination.id, records, trim=trim)
 
     async def _commit(self, cursor: int) -> None:
         delivered = self._delivered_uncommitted
-        self._last_commit = time.monotonic()
-        await self._db.run(self._commit_sync, cursor, delivered, self._take_attempts())
+        records = self._take_attempts()
+        # Taken as committed before the await: if a cancel lands while the thread writes,
+        # `_commit_partial` must not add the same deliveries a second time.
         self._committed = self._delivered_through = cursor
         self._delivered_uncommitted = 0
+        self._last_commit = time.monotonic()
+        await asyncio.shield(self._db.run(self._commit_sync, cursor, delivered, records))
 
     async def _commit_partial(self) -> None:
         """On stop or error, keep what was delivered of an unfinished batch."""
@@ -418,12 +467,13 @@ class DestinationWorker:
         next_retry = int((time.time() + delay) * 1000)
         records = self._take_attempts()
         failures = self._failures
+        trim = self._trim_due()
 
         def write() -> None:
             with self._db.write() as conn:
                 self._rows.record_failure(
                     conn, self.destination.id, state, status, message, failures, next_retry
                 )
-                dr.record_attempts(conn, self.destination.id, records, trim=False)
+                dr.record_attempts(conn, self.destination.id, records, trim=trim)
 
         await self._db.run(write)

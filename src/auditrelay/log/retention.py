@@ -17,7 +17,7 @@ from sqlalchemy import Connection, delete, func, select
 
 from auditrelay.config import Settings
 from auditrelay.store import Database
-from auditrelay.store.tables import destination_status, events
+from auditrelay.store.tables import destination_status, events, replays
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,12 @@ def plan_purge(conn: Connection, now_ms: int, retention_days: float, hard_max_da
     if expired is None:
         return PurgePlan(None, None)
     slowest = conn.execute(select(func.min(destination_status.c.cursor))).scalar()
+    # A replay still to run needs its range too.
+    replaying = conn.execute(
+        select(func.min(replays.c.cursor)).where(replays.c.state.in_(("pending", "running")))
+    ).scalar()
+    if replaying is not None:
+        slowest = replaying if slowest is None else min(slowest, replaying)
     through = expired if slowest is None else min(expired, slowest)
     hard = conn.execute(
         select(func.max(events.c.seq)).where(events.c.received_at_ms < now_ms - int(hard_max_days * DAY_MS))

@@ -121,8 +121,9 @@ class DestinationRows:
             values["last_success_at_ms"] = now_ms()
         conn.execute(
             update(destination_status)
+            # Strictly forward: committing the same position twice must not count twice.
             .where(
-                destination_status.c.destination_id == destination_id, destination_status.c.cursor <= cursor
+                destination_status.c.destination_id == destination_id, destination_status.c.cursor < cursor
             )
             .values(**values)
         )
