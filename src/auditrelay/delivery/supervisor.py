@@ -49,8 +49,10 @@ class DeliverySupervisor:
                     # Stopping happens in the background: one hanging destination's grace
                     # period must not delay the start or stop of any other.
                     del self._workers[destination_id]
+                    # An edit lets the request in flight finish in full (it is not re-sent).
+                    grace = self._settings.request_timeout_seconds + self._settings.connect_timeout_seconds
                     self._stopping[destination_id] = asyncio.create_task(
-                        self._finish(destination_id, worker, task), name=f"stop-{destination_id}"
+                        self._finish(destination_id, worker, task, grace), name=f"stop-{destination_id}"
                     )
             for destination_id, (_version, active) in versions.items():
                 if not active or destination_id in self._workers or destination_id in self._stopping:
@@ -75,10 +77,15 @@ class DeliverySupervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         async with self._lock:
+            # Shutdown must not wait long for a slow destination: the shorter grace applies.
+            grace = min(
+                self._settings.stop_grace_seconds,
+                self._settings.request_timeout_seconds + self._settings.connect_timeout_seconds,
+            )
             for destination_id, (worker, task) in list(self._workers.items()):
                 del self._workers[destination_id]
                 self._stopping[destination_id] = asyncio.create_task(
-                    self._finish(destination_id, worker, task)
+                    self._finish(destination_id, worker, task, grace)
                 )
             await asyncio.gather(*self._stopping.values(), return_exceptions=True)
 
@@ -93,13 +100,11 @@ class DeliverySupervisor:
             except Exception:
                 log.exception("could not resync destinations; trying again shortly")
 
-    async def _finish(self, destination_id: str, worker: DestinationWorker, task: asyncio.Task[None]) -> None:
-        """Let the loop finish its request in flight and commit; cancel it past a deadline."""
+    async def _finish(
+        self, destination_id: str, worker: DestinationWorker, task: asyncio.Task[None], grace: float
+    ) -> None:
+        """Let the loop finish its request in flight and commit; cancel it past `grace`."""
         worker.request_stop()
-        grace = min(
-            self._settings.stop_grace_seconds,
-            self._settings.request_timeout_seconds + self._settings.connect_timeout_seconds,
-        )
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=grace)
         except TimeoutError:

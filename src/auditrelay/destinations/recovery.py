@@ -3,6 +3,7 @@ letters, and replay a range of the log to a destination that lost data."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from auditrelay.destinations.service import DestinationService, RequestContext, 
 from auditrelay.errors import FieldError, ValidationError
 from auditrelay.log import StoredEvent, Wakeups, head_seq
 from auditrelay.security.tokens import Principal
+from auditrelay.security.url_guard import UnsafeUrl, check_destination_url
 from auditrelay.store import Database
 from auditrelay.store import delivery_rows as dr
 
@@ -128,12 +130,20 @@ class RecoveryService:
     ) -> dict[str, Any]:
         """Send dead letters again, one request each; accepted ones leave the list."""
         destination = await self._db.run(self._destinations.load_visible, principal, destination_id)
+        try:
+            await asyncio.to_thread(
+                check_destination_url, destination.url, self._settings.allow_private_destinations
+            )
+        except UnsafeUrl as exc:
+            raise ValidationError(f"url {exc}", [FieldError("url", str(exc))]) from exc
 
         def read() -> list[dict[str, Any]]:
             with self._db.read() as conn:
                 return dr.list_dead_letters(conn, destination_id, 0, MAX_RESEND, body.ids)
 
         letters = await self._db.run(read)
+        if not letters:
+            return {"results": [], "remaining": await self._db.run(self._count, destination_id)}
         kind = KINDS[destination.kind]
         results = []
         timeout = self._settings.request_timeout_seconds + self._settings.connect_timeout_seconds
@@ -177,6 +187,10 @@ class RecoveryService:
         remaining = await self._db.run(write)
         self._wakeups.notify()
         return {"results": results, "remaining": remaining}
+
+    def _count(self, destination_id: str) -> int:
+        with self._db.read() as conn:
+            return dr.count_dead_letters(conn, destination_id)
 
     async def replay(
         self, principal: Principal, destination_id: str, body: ReplayRequest, ctx: RequestContext

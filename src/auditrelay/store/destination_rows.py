@@ -110,15 +110,16 @@ class DestinationRows:
 
     def commit_progress(self, conn: Connection, destination_id: str, cursor: int, delivered: int) -> None:
         """Move the cursor after the destination accepted everything up to it."""
-        values: dict[str, Any] = {
-            "cursor": cursor,
-            "delivered_total": destination_status.c.delivered_total + delivered,
-            "state": "healthy",
-            "consecutive_failures": 0,
-            "next_retry_at_ms": None,
-        }
+        values: dict[str, Any] = {"cursor": cursor}
         if delivered:
-            values["last_success_at_ms"] = now_ms()
+            # Only an accepted delivery proves the destination healthy again.
+            values.update(
+                delivered_total=destination_status.c.delivered_total + delivered,
+                last_success_at_ms=now_ms(),
+                state="healthy",
+                consecutive_failures=0,
+                next_retry_at_ms=None,
+            )
         conn.execute(
             update(destination_status)
             # Strictly forward: committing the same position twice must not count twice.
