@@ -13,7 +13,7 @@ import logging
 
 from auditrelay.config import Settings
 from auditrelay.delivery.worker import DestinationWorker
-from auditrelay.log import Wakeups
+from auditrelay.log import LogTail, Wakeups
 from auditrelay.store import Database
 from auditrelay.store.destination_rows import DestinationRows
 
@@ -31,6 +31,7 @@ class DeliverySupervisor:
         self._poke = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._tail = LogTail(db)
 
     async def start(self) -> None:
         await self.resync()
@@ -66,7 +67,9 @@ class DeliverySupervisor:
         destination = await self._db.run(self._load, destination_id)
         if destination is None or not destination.active:
             return
-        worker = DestinationWorker(destination, self._db, self._rows, self._wakeups, self._settings)
+        worker = DestinationWorker(
+            destination, self._db, self._rows, self._wakeups, self._settings, self._tail
+        )
         task = asyncio.create_task(worker.run(), name=f"deliver-{destination_id}")
         self._workers[destination_id] = (worker, task)
 

@@ -22,7 +22,7 @@ from auditrelay.config import Settings
 from auditrelay.delivery.retry import retry_delay
 from auditrelay.delivery.sender import Attempt, attempt, new_client
 from auditrelay.destinations import KINDS, Destination, EventFilter, Outcome, OutgoingRequest
-from auditrelay.log import StoredEvent, Wakeups, read_after
+from auditrelay.log import LogTail, StoredEvent, Wakeups
 from auditrelay.metrics import DELIVERY_FAILURES, EVENTS_DEAD_LETTERED, EVENTS_DELIVERED
 from auditrelay.security.url_guard import UnsafeUrl, check_destination_url
 from auditrelay.store import Database
@@ -56,8 +56,10 @@ class DestinationWorker:
         rows: DestinationRows,
         wakeups: Wakeups,
         settings: Settings,
+        tail: LogTail | None = None,
     ) -> None:
         self.destination = destination
+        self._tail = tail or LogTail(db)
         self.kind = KINDS[destination.kind]
         self._db = db
         self._rows = rows
@@ -135,7 +137,7 @@ class DestinationWorker:
                 while not self._stop.is_set():
                     flag.clear()
                     replaying = await self._replay_step(client)
-                    batch = await self._db.run(self._read, cursor, self._read_limit)
+                    batch = await self._tail.read_after(cursor, self._read_limit)
                     if not batch:
                         if not replaying:
                             await self._wait_for_events(flag)
@@ -143,7 +145,7 @@ class DestinationWorker:
                     if linger and len(batch) < self._read_limit:
                         # A short linger lets a burst fill one request instead of many.
                         await asyncio.sleep(linger)
-                        batch += await self._db.run(self._read, batch[-1].seq, self._read_limit - len(batch))
+                        batch += await self._tail.read_after(batch[-1].seq, self._read_limit - len(batch))
                     await self._deliver_events(
                         client, [e for e in batch if self._filter.matches(e)], live=True
                     )
@@ -325,9 +327,7 @@ class DestinationWorker:
         if job is None:
             self._next_replay_check = now + self._settings.resync_seconds
             return False
-        chunk = [
-            e for e in await self._db.run(self._read, job.cursor, self._read_limit) if e.seq <= job.to_seq
-        ]
+        chunk = [e for e in await self._tail.read_after(job.cursor, self._read_limit) if e.seq <= job.to_seq]
         self._replay_delivered = 0
         if chunk:
             await self._deliver_events(client, [e for e in chunk if self._filter.matches(e)], live=False)
@@ -409,10 +409,6 @@ class DestinationWorker:
         if status is None:
             raise LookupError(f"destination {self.destination.id} has no status row")
         return status.cursor
-
-    def _read(self, cursor: int, limit: int) -> list[StoredEvent]:
-        with self._db.read() as conn:
-            return read_after(conn, cursor, limit)
 
     def _read_only(self, fn: Callable[..., Any], *args: Any) -> Any:
         with self._db.read() as conn:

@@ -8,6 +8,16 @@ from auditrelay.log.event_log import (
     head_seq,
     read_after,
 )
+from auditrelay.log.tail import LogTail
 from auditrelay.log.wakeups import Wakeups
 
-__all__ = ["AppendResult", "StoredEvent", "Wakeups", "append_events", "browse", "head_seq", "read_after"]
+__all__ = [
+    "AppendResult",
+    "LogTail",
+    "StoredEvent",
+    "Wakeups",
+    "append_events",
+    "browse",
+    "head_seq",
+    "read_after",
+]
