@@ -61,7 +61,7 @@ class DestinationKind(ABC):
     url_is_secret: ClassVar[bool] = False
     token_required: ClassVar[bool] = False
     token_allowed: ClassVar[bool] = True
-    default_batch: ClassVar[BatchSettings] = BatchSettings(max_events=500, max_bytes=1_000_000, linger_ms=10)
+    default_batch: ClassVar[BatchSettings] = BatchSettings(max_events=500, max_bytes=1_000_000, linger_ms=5)
 
     def check(self, destination: Destination) -> list[tuple[str, str]]:
         """Kind-specific settings problems as (field, message); empty when valid."""

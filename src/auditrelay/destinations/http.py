@@ -26,7 +26,7 @@ class HttpKind(DestinationKind):
     name = "http"
     title = "Other (HTTP)"
     options_model: ClassVar[type[BaseModel]] = HttpOptions
-    default_batch = BatchSettings(max_events=100, max_bytes=1_000_000, linger_ms=10)
+    default_batch = BatchSettings(max_events=100, max_bytes=1_000_000, linger_ms=5)
 
     def requests(self, destination: Destination, batch: Sequence[StoredEvent]) -> Iterator[OutgoingRequest]:
         batch_format = destination.options.get("batch_format", "none")

@@ -37,7 +37,7 @@ class Destination:
     verification_token: str
     active: bool
     options: dict[str, Any] = field(default_factory=dict)
-    batch: BatchSettings = BatchSettings(max_events=500, max_bytes=1_000_000, linger_ms=10)
+    batch: BatchSettings = BatchSettings(max_events=500, max_bytes=1_000_000, linger_ms=5)
     version: int = 1
     created_at_ms: int = 0
     updated_at_ms: int = 0

@@ -69,7 +69,7 @@ class SplunkHecKind(DestinationKind):
     title = "Splunk (HEC)"
     options_model: ClassVar[type[BaseModel]] = SplunkHecOptions
     token_required = True
-    default_batch = BatchSettings(max_events=1000, max_bytes=1_000_000, linger_ms=10)
+    default_batch = BatchSettings(max_events=1000, max_bytes=1_000_000, linger_ms=5)
 
     def check(self, destination: Destination) -> list[tuple[str, str]]:
         problems = super().check(destination)

@@ -39,7 +39,7 @@ class SumoLogicKind(DestinationKind):
     options_model: ClassVar[type[BaseModel]] = SumoLogicOptions
     url_is_secret = True
     token_allowed = False
-    default_batch = BatchSettings(max_events=1000, max_bytes=1_000_000, linger_ms=10)
+    default_batch = BatchSettings(max_events=1000, max_bytes=1_000_000, linger_ms=5)
 
     def check(self, destination: Destination) -> list[tuple[str, str]]:
         problems = super().check(destination)
