@@ -110,14 +110,7 @@ class DestinationWorker:
                 # Keep what the destination already accepted, or the restart re-sends it.
                 await self._commit_partial()
                 self._failures += 1
-                delay = retry_delay(
-                    Outcome.RETRY,
-                    self._failures,
-                    None,
-                    self._settings.retry_initial_seconds,
-                    self._settings.retry_max_seconds,
-                    0,
-                )
+                delay = self._backoff()
                 with contextlib.suppress(Exception):
                     await self._record_failure("failing", None, f"internal error: {exc}", delay)
                 with contextlib.suppress(_Stopping):
@@ -369,16 +362,20 @@ class DestinationWorker:
                 # network will not change soon.
                 delay = self._settings.retry_max_seconds
                 if exc.transient:
-                    delay = retry_delay(
-                        Outcome.RETRY,
-                        self._failures,
-                        None,
-                        self._settings.retry_initial_seconds,
-                        self._settings.retry_max_seconds,
-                        0,
-                    )
+                    delay = self._backoff()
                 await self._record_failure("failing", None, f"URL refused: {exc}", delay)
                 await self._pause(delay)
+
+    def _backoff(self) -> float:
+        """The plain retry schedule, for failures that are not an HTTP answer."""
+        return retry_delay(
+            Outcome.RETRY,
+            self._failures,
+            None,
+            self._settings.retry_initial_seconds,
+            self._settings.retry_max_seconds,
+            0,
+        )
 
     async def _pause(self, seconds: float) -> None:
         """Sleep before a retry, but end at once (raising `_Stopping`) when asked to stop."""

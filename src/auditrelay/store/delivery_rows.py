@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from auditrelay.store.clock import now_ms
 from auditrelay.store.tables import dead_letters, delivery_attempts, events, replays
 
 #: Attempts kept per destination; older ones are trimmed.
 ATTEMPT_HISTORY = 200
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True, slots=True)

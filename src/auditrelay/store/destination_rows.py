@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +10,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from auditrelay.destinations.model import BatchSettings, Destination, Header
 from auditrelay.security.secrets import SecretBox
+from auditrelay.store.clock import now_ms
 from auditrelay.store.tables import (
     dead_letters,
     delivery_attempts,
@@ -18,10 +18,6 @@ from auditrelay.store.tables import (
     destinations,
     replays,
 )
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True, slots=True)
