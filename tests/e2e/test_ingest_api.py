@@ -214,3 +214,24 @@ def test_browse_filters_by_exact_and_prefix_action(service: Service) -> None:
     with service.admin() as client:
         assert client.get("/api/v1/events", params={"action": "BAD ACTION"}).status_code == 422
         assert client.get("/api/v1/events", params={"limit": 0}).status_code == 422
+
+
+def test_the_same_new_event_sent_concurrently_is_accepted_by_all_and_stored_once(service: Service) -> None:
+    import threading
+
+    before = head(service)
+    event = make_event()
+    answers: list[int] = []
+
+    def send() -> None:
+        with service.ingest() as client:
+            answers.append(client.post("/api/v1/events", json=[event, make_event()]).status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [202] * 12
+    ids = stored_ids(service, before)
+    assert ids.count(event["id"]) == 1 and len(ids) == 13

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, Request
+from sqlalchemy.exc import IntegrityError
 from starlette.responses import Response
 
 from auditrelay.api.auth import require_ingest
@@ -16,6 +17,10 @@ from auditrelay.metrics import EVENTS_DUPLICATE, EVENTS_INGESTED
 from auditrelay.security.tokens import Principal
 
 router = APIRouter()
+
+#: A concurrent request storing the same id makes an append fail on the unique index; it is
+#: then retried, and finds the id stored.
+APPEND_ATTEMPTS = 3
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -52,8 +57,15 @@ async def ingest_events(
     events = validate_events(items)
 
     def store() -> AppendResult:
-        with state.db.write() as conn:
-            return append_events(conn, events, principal.org)
+        for attempt in range(APPEND_ATTEMPTS):
+            try:
+                with state.db.write() as conn:
+                    return append_events(conn, events, principal.org)
+            except IntegrityError:
+                # Another request stored one of these ids meanwhile: look again.
+                if attempt == APPEND_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     result = await state.db.run(store)
     state.wakeups.notify()

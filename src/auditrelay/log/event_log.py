@@ -47,34 +47,44 @@ def append_events(conn: Connection, batch: Sequence[ValidEvent], org: str | None
     """Store the events not stored yet, in one transaction (the caller's), in order.
 
     An event whose id is already in the log (or earlier in this batch) is skipped: the
-    producer retried, and the log keeps one copy.
+    producer retried, and the log keeps one copy. Duplicates are looked up *before* the log
+    lock is taken, so the lock is held only for the insert and the commit; if another
+    transaction commits one of these ids in between, the unique index raises
+    `IntegrityError` and the caller retries on a fresh transaction (see `ingest`).
     """
-    current = conn.execute(select(log_head.c.head).where(log_head.c.id == 1).with_for_update()).scalar_one()
-    ids = [event.id for event in batch]
     already: set[str] = set()
+    ids = [event.id for event in batch]
     for start in range(0, len(ids), _ID_LOOKUP_CHUNK):
         chunk = ids[start : start + _ID_LOOKUP_CHUNK]
         already.update(conn.execute(select(events.c.id).where(events.c.id.in_(chunk))).scalars())
-    now_ms = int(time.time() * 1000)
-    rows = []
-    seq = current
+    fresh = []
     for event in batch:
-        if event.id in already:
-            continue
-        already.add(event.id)
-        seq += 1
-        rows.append(
-            (seq, event.id, org, event.action, event.entity_path, event.occurred_at_ms, now_ms, event.body)
-        )
-    if rows:
-        # Straight to the driver's executemany: the SQL is fixed, and SQLAlchemy's per-row
-        # parameter processing costs more than SQLite itself on this hot path.
-        conn.exec_driver_sql(_insert_sql(conn.dialect.paramstyle), rows)
-        conn.execute(update(log_head).where(log_head.c.id == 1).values(head=seq))
-        if conn.dialect.name == "postgresql":
-            # Delivered at commit to every process LISTENing: their loops wake at once.
-            conn.exec_driver_sql(f"SELECT pg_notify('{CHANNEL}', '')")
-    return AppendResult(stored=len(rows), duplicates=len(batch) - len(rows), head=seq)
+        if event.id not in already:
+            already.add(event.id)
+            fresh.append(event)
+    if not fresh:
+        return AppendResult(stored=0, duplicates=len(batch), head=head_seq(conn))
+    # One statement takes the log lock (the row lock, held until commit) and the sequence
+    # numbers: sequence order is commit order.
+    head = conn.execute(
+        update(log_head)
+        .where(log_head.c.id == 1)
+        .values(head=log_head.c.head + len(fresh))
+        .returning(log_head.c.head)
+    ).scalar_one()
+    first = head - len(fresh) + 1
+    now_ms = int(time.time() * 1000)
+    rows = [
+        (first + n, e.id, org, e.action, e.entity_path, e.occurred_at_ms, now_ms, e.body)
+        for n, e in enumerate(fresh)
+    ]
+    # Straight to the driver's executemany: the SQL is fixed, and SQLAlchemy's per-row
+    # parameter processing costs more than SQLite itself on this hot path.
+    conn.exec_driver_sql(_insert_sql(conn.dialect.paramstyle), rows)
+    if conn.dialect.name == "postgresql":
+        # Delivered at commit to every process LISTENing: their loops wake at once.
+        conn.exec_driver_sql(f"SELECT pg_notify('{CHANNEL}', '')")
+    return AppendResult(stored=len(fresh), duplicates=len(batch) - len(fresh), head=head)
 
 
 _COLUMNS = "seq, id, org, action, entity_path, occurred_at_ms, received_at_ms, body"

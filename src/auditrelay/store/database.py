@@ -33,7 +33,16 @@ class Database:
             settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.engine = _sqlite_engine(self.url, settings.sqlite_synchronous, pool_size)
         else:
-            self.engine = create_engine(self.url, pool_size=pool_size, max_overflow=4, pool_pre_ping=True)
+            self.engine = create_engine(
+                self.url,
+                pool_size=pool_size,
+                max_overflow=4,
+                pool_pre_ping=True,
+                # No server-side prepared statements: their generic plan for "seq > $1
+                # ORDER BY seq LIMIT $2" cannot see how selective the cursor is, and as the log
+                # grows PostgreSQL picks a parallel scan of it. Custom plans use the index.
+                connect_args={"prepare_threshold": None},
+            )
         # SQLite has one writer at a time; serialising our own writers in-process avoids
         # spinning in SQLite's busy handler (which sleeps in coarse steps and adds latency).
         self._sqlite_write_lock = threading.Lock()
