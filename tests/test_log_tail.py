@@ -40,3 +40,20 @@ def test_reads_through_the_tail_equal_reads_from_the_database(tmp_path: Path) ->
 
     asyncio.run(scenario())
     db.dispose()
+
+
+def test_a_cursor_below_what_retention_kept_jumps_to_the_oldest_remaining_event(tmp_path: Path) -> None:
+    from sqlalchemy import delete
+
+    from auditrelay.store.tables import events
+
+    db = Database(Settings(data_dir=tmp_path, sqlite_synchronous="NORMAL"))
+    upgrade_to_head(db)
+    with db.write() as conn:
+        append_events(conn, validate_events([make_event() for _ in range(50)]), None)
+        conn.execute(delete(events).where(events.c.seq <= 30))
+    with db.read() as conn:
+        assert [e.seq for e in read_after(conn, 0, 10)] == list(range(31, 41))
+        assert [e.seq for e in read_after(conn, 25, 100)] == list(range(31, 51))
+        assert read_after(conn, 50, 10) == []
+    db.dispose()
