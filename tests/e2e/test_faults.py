@@ -230,7 +230,9 @@ def test_repeated_kill_9_with_failing_hanging_refusing_and_returning_destination
             # Per-event destinations commit every 100 events; batching ones at least every
             # second, so a kill re-sends at most about a second of delivery (here ≤ 300).
             in_flight = 100 if name in ("healthy", "returning") else 300
-            assert duplicates <= KILLS * in_flight < len(expected), (name, duplicates, len(expected))
+            # Never a vacuous bound: at most half of everything may come twice.
+            allowance = min(KILLS * in_flight, len(expected) // 2)
+            assert duplicates <= allowance, (name, duplicates, allowance, len(expected))
     finally:
         for receiver in receivers.values():
             receiver.close()
