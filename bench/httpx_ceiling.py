@@ -37,7 +37,9 @@ async def main() -> None:
         for _ in range(REQUESTS):
             await client.post(f"http://127.0.0.1:{port}/", content=body)
         rate = REQUESTS / (time.perf_counter() - started)
+    await asyncio.sleep(0.1)  # let the server side see the client close before closing it
     server.close()
+    await server.wait_closed()
     print(f"httpx sequential POSTs (receiver in the same process): {rate:,.0f} requests/s")
 
 
