@@ -64,6 +64,11 @@ def make_event(**overrides: Any) -> dict[str, Any]:
     return event
 
 
+def in_ns(namespace: str, **overrides: Any) -> dict[str, Any]:
+    """An event in a namespace of its own, so a test's destinations see only its events."""
+    return make_event(entity={"type": "project", "id": 7, "path": namespace}, **overrides)
+
+
 # -- the service ------------------------------------------------------------------------
 
 

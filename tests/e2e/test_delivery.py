@@ -9,13 +9,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.support import HecReceiver, Receiver, Service, SumoReceiver, make_event, wait_until
+from tests.support import HecReceiver, Receiver, Service, SumoReceiver, in_ns, make_event, wait_until
 
 AddDestination = Callable[..., dict[str, Any]]
-
-
-def in_ns(namespace: str, **overrides: Any) -> dict[str, Any]:
-    return make_event(entity={"type": "project", "id": 7, "path": namespace}, **overrides)
 
 
 def test_new_destination_gets_only_later_events_field_by_field_in_order(

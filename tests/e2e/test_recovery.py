@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.support import HecReceiver, Received, Receiver, Reply, Service, make_event, wait_until
+from tests.support import HecReceiver, Received, Receiver, Reply, Service, in_ns, make_event, wait_until
 
 AddDestination = Callable[..., dict[str, Any]]
 
@@ -18,10 +18,6 @@ class PickyHec(HecReceiver):
         if b'"poison"' in request.body:
             return self._answer(400, "Invalid data format", 6)
         return super().respond(request)
-
-
-def in_ns(namespace: str, **overrides: Any) -> dict[str, Any]:
-    return make_event(entity={"type": "project", "id": 7, "path": namespace}, **overrides)
 
 
 def get(service: Service, path: str) -> Any:

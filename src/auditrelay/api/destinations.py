@@ -21,7 +21,7 @@ def _service(request: Request) -> DestinationService:
     return service
 
 
-def _context(request: Request) -> RequestContext:
+def request_context(request: Request) -> RequestContext:
     return RequestContext(
         ip_address=request.client.host if request.client else None,
         user_agent=request.headers.get("user-agent"),
@@ -30,7 +30,7 @@ def _context(request: Request) -> RequestContext:
 
 @router.post("", status_code=201, summary="Add a destination")
 async def create_destination(request: Request, body: DestinationCreate, principal: Admin) -> dict[str, Any]:
-    return await _service(request).create(principal, body, _context(request))
+    return await _service(request).create(principal, body, request_context(request))
 
 
 @router.get("", summary="List destinations with their status")
@@ -47,23 +47,23 @@ async def get_destination(request: Request, destination_id: str, principal: Admi
 async def update_destination(
     request: Request, destination_id: str, body: DestinationPatch, principal: Admin
 ) -> dict[str, Any]:
-    return await _service(request).update(principal, destination_id, body, _context(request))
+    return await _service(request).update(principal, destination_id, body, request_context(request))
 
 
 @router.delete("/{destination_id}", status_code=204, summary="Delete a destination")
 async def delete_destination(request: Request, destination_id: str, principal: Admin) -> Response:
-    await _service(request).delete(principal, destination_id, _context(request))
+    await _service(request).delete(principal, destination_id, request_context(request))
     return Response(status_code=204)
 
 
 @router.post("/{destination_id}/pause", summary="Pause delivery; the position is kept")
 async def pause_destination(request: Request, destination_id: str, principal: Admin) -> dict[str, Any]:
-    return await _service(request).set_active(principal, destination_id, False, _context(request))
+    return await _service(request).set_active(principal, destination_id, False, request_context(request))
 
 
 @router.post("/{destination_id}/resume", summary="Resume delivery from where it stopped")
 async def resume_destination(request: Request, destination_id: str, principal: Admin) -> dict[str, Any]:
-    return await _service(request).set_active(principal, destination_id, True, _context(request))
+    return await _service(request).set_active(principal, destination_id, True, request_context(request))
 
 
 @router.post("/{destination_id}/test", summary="Send one test event now and report the answer")

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from auditrelay.api.auth import require_admin
-from auditrelay.api.destinations import _context
+from auditrelay.api.destinations import request_context
 from auditrelay.destinations.recovery import RecoveryService, ReplayRequest, ResendRequest
 from auditrelay.errors import NotFound
 from auditrelay.security.tokens import Principal
@@ -45,7 +45,7 @@ async def resend_dead_letters(
     request: Request, destination_id: str, principal: Admin, body: ResendRequest | None = None
 ) -> dict[str, Any]:
     return await _service(request).resend_dead_letters(
-        principal, destination_id, body or ResendRequest(), _context(request)
+        principal, destination_id, body or ResendRequest(), request_context(request)
     )
 
 
@@ -54,7 +54,7 @@ async def discard_dead_letter(
     request: Request, destination_id: str, dead_letter_id: int, principal: Admin
 ) -> Response:
     if not await _service(request).discard_dead_letter(
-        principal, destination_id, dead_letter_id, _context(request)
+        principal, destination_id, dead_letter_id, request_context(request)
     ):
         raise NotFound(f"no dead letter {dead_letter_id} for this destination")
     return Response(status_code=204)
@@ -64,7 +64,7 @@ async def discard_dead_letter(
 async def replay(
     request: Request, destination_id: str, body: ReplayRequest, principal: Admin
 ) -> dict[str, Any]:
-    return await _service(request).replay(principal, destination_id, body, _context(request))
+    return await _service(request).replay(principal, destination_id, body, request_context(request))
 
 
 @router.get("/replays", summary="Replay jobs and their progress")

@@ -4,7 +4,7 @@ letters, and replay a range of the log to a destination that lost data."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -20,6 +20,7 @@ from auditrelay.security.tokens import Principal
 from auditrelay.security.url_guard import UnsafeUrl, check_destination_url
 from auditrelay.store import Database
 from auditrelay.store import delivery_rows as dr
+from auditrelay.store.clock import iso_from_ms
 
 #: Dead letters re-sent by one call at most (each is one request).
 MAX_RESEND = 100
@@ -54,12 +55,6 @@ class ResendRequest(BaseModel):
     ids: list[int] | None = Field(default=None, max_length=MAX_RESEND)
 
 
-def _iso(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-
-
 class RecoveryService:
     def __init__(
         self, db: Database, destinations: DestinationService, wakeups: Wakeups, settings: Settings
@@ -76,7 +71,7 @@ class RecoveryService:
                 rows = dr.list_attempts(conn, destination_id, limit)
             return [
                 {
-                    "at": _iso(r["at_ms"]),
+                    "at": iso_from_ms(r["at_ms"]),
                     "events": r["events"],
                     "bytes": r["bytes"],
                     "status": r["http_status"],
@@ -248,7 +243,7 @@ class RecoveryService:
             "id": row["id"],
             "seq": row["seq"],
             "event_id": row["event_id"],
-            "failed_at": _iso(row["failed_at_ms"]),
+            "failed_at": iso_from_ms(row["failed_at_ms"]),
             "attempts": row["attempts"],
             "status": row["http_status"],
             "error": row["error"],
@@ -272,6 +267,6 @@ def _render_replay(job: dr.ReplayJob) -> dict[str, Any]:
         "state": job.state,
         "progress": round(min(1.0, max(0, job.cursor - job.from_seq + 1) / span), 4),
         "delivered": job.delivered,
-        "created_at": _iso(job.created_at_ms),
-        "finished_at": _iso(job.finished_at_ms),
+        "created_at": iso_from_ms(job.created_at_ms),
+        "finished_at": iso_from_ms(job.finished_at_ms),
     }

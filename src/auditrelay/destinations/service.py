@@ -31,6 +31,7 @@ from auditrelay.security.tokens import Principal
 from auditrelay.security.url_guard import UnsafeUrl, check_destination_url
 from auditrelay.store import Database
 from auditrelay.store import delivery_rows as dr
+from auditrelay.store.clock import iso_from_ms
 from auditrelay.store.destination_rows import DeliveryStatus, DestinationRows
 
 
@@ -447,13 +448,6 @@ def mask_url(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}/{mask(parts.path + parts.query) or ''}"
 
 
-def _iso(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    moment = datetime.fromtimestamp(ms / 1000, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-
-
 @dataclass(frozen=True, slots=True)
 class Backlog:
     """Figures about how far behind a destination is, read with its status."""
@@ -483,14 +477,14 @@ def render(
         "token": mask(destination.token),
         "verification_token": destination.verification_token,
         "filtered": destination.filtered,
-        "created_at": _iso(destination.created_at_ms),
-        "updated_at": _iso(destination.updated_at_ms),
+        "created_at": iso_from_ms(destination.created_at_ms),
+        "updated_at": iso_from_ms(destination.updated_at_ms),
     }
     if status is not None:
         last_error = None
         if status.last_error_at_ms is not None:
             last_error = {
-                "at": _iso(status.last_error_at_ms),
+                "at": iso_from_ms(status.last_error_at_ms),
                 "status": status.last_error_status,
                 "message": status.last_error_message,
             }
@@ -506,9 +500,9 @@ def render(
             ),
             "dead_letters": backlog.dead_letters,
             "delivered_total": status.delivered_total,
-            "last_success_at": _iso(status.last_success_at_ms),
+            "last_success_at": iso_from_ms(status.last_success_at_ms),
             "last_error": last_error,
             "consecutive_failures": status.consecutive_failures,
-            "next_retry_at": _iso(status.next_retry_at_ms) if destination.active else None,
+            "next_retry_at": iso_from_ms(status.next_retry_at_ms) if destination.active else None,
         }
     return body

@@ -89,20 +89,10 @@ class DestinationRows:
         row = conn.execute(
             select(destination_status).where(destination_status.c.destination_id == destination_id)
         ).first()
-        if row is None:
-            return None
-        values = dict(row._mapping)
-        del values["destination_id"], values["lease_holder"], values["lease_expires_at_ms"]
-        return DeliveryStatus(**values)
+        return _status(row._mapping)[1] if row is not None else None
 
     def statuses(self, conn: Connection) -> dict[str, DeliveryStatus]:
-        result = {}
-        for row in conn.execute(select(destination_status)):
-            values = dict(row._mapping)
-            destination_id = values.pop("destination_id")
-            del values["lease_holder"], values["lease_expires_at_ms"]
-            result[destination_id] = DeliveryStatus(**values)
-        return result
+        return dict(_status(row._mapping) for row in conn.execute(select(destination_status)))
 
     def commit_progress(self, conn: Connection, destination_id: str, cursor: int, delivered: int) -> None:
         """Move the cursor after the destination accepted everything up to it."""
@@ -223,3 +213,11 @@ class DestinationRows:
             created_at_ms=row["created_at_ms"],
             updated_at_ms=row["updated_at_ms"],
         )
+
+
+def _status(row: Any) -> tuple[str, DeliveryStatus]:
+    """A status row as (destination id, status), without the lease bookkeeping."""
+    values = dict(row)
+    destination_id = values.pop("destination_id")
+    del values["lease_holder"], values["lease_expires_at_ms"]
+    return destination_id, DeliveryStatus(**values)
