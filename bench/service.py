@@ -66,8 +66,51 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants: the service is a supervisor and its worker processes."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += children.get(current, [])
+    return tree
+
+
+def tree_status(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM summed over the process tree, in kB (processes that vanished skipped)."""
+    total = {"VmRSS": 0, "VmHWM": 0}
+    for member in process_tree(pid):
+        try:
+            for key, value in read_status(member).items():
+                total[key] += value
+        except OSError:
+            continue
+    return total
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            total += cpu_seconds(member)
+        except OSError:
+            continue
+    return total
+
+
 class MemorySampler:
-    """Polls the service's VmRSS; `mark(phase)` starts a new phase with its own maximum."""
+    """Polls the service's VmRSS (all its processes together); `mark(phase)` starts a new phase
+    with its own maximum."""
 
     def __init__(self, pid: int, interval: float = 0.1) -> None:
         self.pid, self.interval = pid, interval
@@ -83,7 +126,7 @@ class MemorySampler:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                rss = read_status(self.pid)["VmRSS"]
+                rss = tree_status(self.pid)["VmRSS"]
             except (OSError, KeyError):
                 return
             self.peaks_kb[self.phase] = max(self.peaks_kb.get(self.phase, 0), rss)
@@ -151,13 +194,16 @@ class Service:
         return self
 
     def memory_report(self) -> dict[str, Any]:
-        """Peak RSS in MB: the kernel's high-water mark, and the sampled peak of each phase."""
+        """Peak RSS in MB of all the service's processes together: the sum of each process's
+        high-water mark (an upper bound: their peaks need not coincide), and the sampled peak
+        of the sum in each phase."""
         assert self.memory is not None
-        hwm = read_status(self.pid)["VmHWM"]
+        hwm = tree_status(self.pid)["VmHWM"]
         return {
             "peak_rss_mb": round(hwm / 1024, 1),
+            "processes": len(process_tree(self.pid)),
             "phase_peak_rss_mb": {k: round(v / 1024, 1) for k, v in self.memory.peaks_kb.items()},
-            "service_cpu_s": round(cpu_seconds(self.pid), 2),
+            "service_cpu_s": round(tree_cpu_seconds(self.pid), 2),
         }
 
     def stop(self) -> None:

@@ -102,6 +102,8 @@ class Service:
                 "AUDITRELAY_REQUEST_TIMEOUT_SECONDS": "2",
                 "AUDITRELAY_RESYNC_SECONDS": "0.5",
                 "AUDITRELAY_SQLITE_SYNCHRONOUS": "NORMAL",
+                # Several processes, as `serve` runs by default on a multi-core machine.
+                "AUDITRELAY_WORKERS": "2",
             }
         )
         env.update(self.extra_env)
@@ -353,3 +355,26 @@ def split_concatenated_json(body: bytes) -> list[dict[str, Any]]:
         value, position = decoder.raw_decode(text, position)
         result.append(value)
     return result
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (a service's worker processes)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie awaiting its parent counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -9,7 +9,7 @@ import psycopg
 from auditrelay.config import Settings
 from auditrelay.events import validate_events
 from auditrelay.log import Wakeups, append_events
-from auditrelay.log.wakeups import PostgresListener
+from auditrelay.log.wakeups import CHANNEL, PostgresListener
 from auditrelay.store import Database, upgrade_to_head
 from tests.conftest import Databases
 from tests.support import make_event
@@ -23,7 +23,7 @@ def test_an_append_in_another_connection_wakes_a_listening_process(databases: Da
     async def scenario() -> bool:
         wakeups = Wakeups()
         flag = wakeups.subscribe()
-        listener = PostgresListener(url, wakeups, asyncio.get_running_loop())
+        listener = PostgresListener(url, {CHANNEL: wakeups.wake_local}, asyncio.get_running_loop())
         listener.start()
         try:
             await asyncio.sleep(0.5)  # let it LISTEN

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
+import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pydantic
 
-from auditrelay.config import Settings
+from auditrelay.config import Settings, configure_logging
 from auditrelay.errors import ConfigurationError
+from auditrelay.security.secrets import SecretBox
 from auditrelay.security.tokens import Role, count_tokens, create_token
 from auditrelay.store import Database, upgrade_to_head
 
@@ -64,24 +66,33 @@ def serve(settings: Settings) -> None:
 
     from auditrelay.api import create_app
 
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # httpx logs every request at INFO: noise, and a cost on the delivery hot path.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(settings)
     database = Database(settings)
     upgrade_to_head(database)
     if settings.create_initial_tokens:
         _first_start_tokens(database, settings.data_dir)
     database.dispose()
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    # Made here, once: workers starting together must not each generate a different key.
+    SecretBox.from_settings(settings.secret_key, settings.data_dir)
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    workers = settings.worker_count
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    # Several processes share the port (uvicorn's supervisor binds it and restarts a worker
+    # that dies); each builds its app from the same environment. Their metrics meet in a
+    # directory that must start empty.
+    metrics_dir = settings.data_dir / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(mode=0o700, parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
+    uvicorn.run("auditrelay.api.app:app_from_environment", factory=True, workers=workers, **options)
 
 
 def _first_start_tokens(database: Database, data_dir: Path) -> None:

@@ -6,6 +6,8 @@ the store, the API and the delivery supervisor.
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -22,6 +24,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8700, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: Processes serving the API on one port; 0 means one per CPU core, at most 4. They all
+    #: take events; the one holding the delivery lock also delivers (see auditrelay.cluster).
+    workers: int = Field(default=0, ge=0, le=64)
 
     #: Refuse destination URLs that resolve to loopback/private/link-local/metadata
     #: addresses unless explicitly allowed (tests and lab setups turn this on).
@@ -84,5 +89,17 @@ class Settings(BaseSettings):
         return url
 
     @property
+    def worker_count(self) -> int:
+        return self.workers or max(1, min(os.cpu_count() or 1, 4))
+
+    @property
     def is_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # httpx logs every request at INFO: noise, and a cost on the delivery hot path.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

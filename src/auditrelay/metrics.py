@@ -1,6 +1,13 @@
-"""Prometheus metrics, served at /metrics."""
+"""Prometheus metrics, served at /metrics.
 
-from prometheus_client import Counter
+With several worker processes, `serve` points prometheus-client at a shared directory
+(`PROMETHEUS_MULTIPROC_DIR`, set before the workers start), each process writes its
+counters there, and /metrics in any process adds them all up.
+"""
+
+import os
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest, multiprocess
 
 EVENTS_INGESTED = Counter("auditrelay_events_ingested_total", "Events stored in the log")
 EVENTS_DUPLICATE = Counter("auditrelay_events_duplicate_total", "Events re-sent with an id already stored")
@@ -15,3 +22,12 @@ EVENTS_DEAD_LETTERED = Counter(
     "Events set aside after a destination refused them",
     ["destination"],
 )
+
+
+def exposition() -> bytes:
+    """The metrics of every process of this service, in Prometheus' text format."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
+import multiprocessing
+import os
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -17,13 +22,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from auditrelay import __version__
 from auditrelay.api import destinations, ingest, log_browse, problems, recovery
 from auditrelay.api.auth import Authenticator
-from auditrelay.config import Settings
-from auditrelay.delivery import DeliverySupervisor
+from auditrelay.cluster import DeliveryCoordinator
+from auditrelay.config import Settings, configure_logging
 from auditrelay.destinations.recovery import RecoveryService
 from auditrelay.destinations.service import DestinationService
-from auditrelay.log import Wakeups
-from auditrelay.log.retention import run_retention
-from auditrelay.log.wakeups import PostgresListener
+from auditrelay.metrics import exposition
 from auditrelay.security.secrets import SecretBox
 from auditrelay.store import Database, upgrade_to_head
 from auditrelay.store.destination_rows import DestinationRows
@@ -81,29 +84,28 @@ def create_app(settings: Settings) -> FastAPI:
         db = Database(settings)
         await asyncio.to_thread(upgrade_to_head, db)
         rows = DestinationRows(SecretBox.from_settings(settings.secret_key, settings.data_dir))
-        wakeups = Wakeups()
-        supervisor = DeliverySupervisor(db, rows, wakeups, settings)
+        coordinator = DeliveryCoordinator(db, rows, settings)
+        wakeups = coordinator.wakeups
         app.state.settings = settings
         app.state.db = db
         app.state.wakeups = wakeups
         app.state.auth = Authenticator(db)
-        app.state.destinations = DestinationService(db, rows, wakeups, settings, on_change=supervisor.poke)
+        app.state.destinations = DestinationService(
+            db, rows, wakeups, settings, on_change=coordinator.destinations_changed
+        )
         app.state.recovery = RecoveryService(db, app.state.destinations, wakeups, settings)
-        listener = None
-        if db.is_postgresql:
-            conninfo = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-            listener = PostgresListener(conninfo, wakeups, asyncio.get_running_loop())
-            listener.start()
-        await supervisor.start()
-        retention = asyncio.create_task(run_retention(db, settings), name="retention")
-        log.info("auditrelay %s ready on %s", __version__, "PostgreSQL" if db.is_postgresql else "SQLite")
+        await coordinator.start()
+        log.info(
+            "auditrelay %s ready on %s (process %d%s)",
+            __version__,
+            "PostgreSQL" if db.is_postgresql else "SQLite",
+            os.getpid(),
+            ", delivering" if coordinator.leading else "",
+        )
         try:
             yield
         finally:
-            retention.cancel()
-            await supervisor.stop()
-            if listener:
-                listener.stop()
+            await coordinator.stop()
             db.dispose()
 
     app = FastAPI(
@@ -140,6 +142,28 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process of a multi-process `serve` (uvicorn's `factory`).
+
+    Workers are spawned by uvicorn's supervisor; if that parent is killed outright
+    (`kill -9`), they must not live on, holding the port and delivering, as orphans.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        _die_with_parent(parent.pid)
+    settings = Settings()
+    configure_logging(settings)
+    return create_app(settings)
+
+
+def _die_with_parent(parent_pid: int | None) -> None:
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)

@@ -1,0 +1,167 @@
+"""Several processes on one store: all take events, exactly one delivers, and another takes
+over when it dies. The service runs with two worker processes in every e2e test (see
+`Service.env`); these tests aim at what is specific to that."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.fernet import Fernet
+
+from tests.conftest import Databases
+from tests.support import Receiver, Service, alive, children_of, in_ns, wait_until
+
+LEADER = re.compile(r"process (\d+) holds the delivery lock")
+
+
+def leaders(service: Service) -> list[int]:
+    """The pids that took the delivery lock, in order, from the service's log."""
+    return [int(pid) for pid in LEADER.findall(service.log(whole=True))]
+
+
+def send_on_new_connection(service: Service, events: list[dict[str, Any]]) -> None:
+    """One request on a connection of its own, so requests spread over the worker processes."""
+    response = httpx.post(
+        service.base_url + "/api/v1/events",
+        json=events,
+        headers={"Authorization": f"Bearer {service.ingest_token}"},
+        timeout=15,
+    )
+    assert response.status_code == 202, response.text
+
+
+def test_every_process_takes_events_and_one_delivers_each_exactly_once(
+    fresh_service: Service, receiver: Receiver, namespace: str
+) -> None:
+    # A long resync: delivery can only be prompt if the other process's commits are signalled.
+    fresh_service.extra_env["AUDITRELAY_RESYNC_SECONDS"] = "30"
+    service = fresh_service.start()
+    wait_until(lambda: len(children_of(service.process.pid)) >= 2, what="two worker processes")  # type: ignore[union-attr]
+    assert len(leaders(service)) == 1, service.log()
+    service.add_destination(name="w", kind="http", url=receiver.url, namespaces=[namespace])
+    events = [in_ns(namespace) for _ in range(120)]
+    started = time.monotonic()
+    for start in range(0, 120, 4):
+        send_on_new_connection(service, events[start : start + 4])
+    wait_until(lambda: len(receiver.events()) >= 120, timeout=10, what="all 120 events")
+    assert time.monotonic() - started < 10  # well inside the 30 s poll: signals did it
+    time.sleep(0.5)
+    assert [e["id"] for e in receiver.events()] == [e["id"] for e in events], "once each, in order"
+    metrics = httpx.get(service.base_url + "/metrics").text
+    ingested = re.search(r"^auditrelay_events_ingested_total (\S+)$", metrics, re.M)
+    assert ingested and float(ingested.group(1)) >= 120, "counters add up over the processes"
+
+
+def test_a_pause_answered_by_any_process_stops_delivery(
+    fresh_service: Service, receiver: Receiver, namespace: str
+) -> None:
+    fresh_service.extra_env["AUDITRELAY_RESYNC_SECONDS"] = "30"
+    service = fresh_service.start()
+    destination = service.add_destination(name="p", kind="http", url=receiver.url, namespaces=[namespace])
+    headers = {"Authorization": f"Bearer {service.admin_token}"}
+    for round_ in range(4):  # new connections each time: either process may answer
+        assert (
+            httpx.post(
+                f"{service.base_url}/api/v1/destinations/{destination['id']}/pause", headers=headers
+            ).status_code
+            == 200
+        )
+        time.sleep(0.5)
+        send_on_new_connection(service, [in_ns(namespace, action=f"round.n{round_}")])
+        time.sleep(1.0)
+        assert not [e for e in receiver.events() if e["action"] == f"round.n{round_}"], "paused, nothing sent"
+        assert (
+            httpx.post(
+                f"{service.base_url}/api/v1/destinations/{destination['id']}/resume", headers=headers
+            ).status_code
+            == 200
+        )
+        wait_until(
+            lambda r=round_: [e for e in receiver.events() if e["action"] == f"round.n{r}"],  # type: ignore[misc]
+            timeout=5,
+            what="delivery after resume",
+        )
+
+
+def test_when_the_delivering_process_dies_another_takes_over(
+    fresh_service: Service, receiver: Receiver, namespace: str
+) -> None:
+    service = fresh_service.start()
+    service.add_destination(name="f", kind="http", url=receiver.url, namespaces=[namespace])
+    first = [in_ns(namespace) for _ in range(20)]
+    send_on_new_connection(service, first)
+    wait_until(lambda: len(receiver.events()) >= 20, what="the first events")
+    leader = leaders(service)[-1]
+    os.kill(leader, signal.SIGKILL)
+    # Events keep being taken while nobody delivers (by the other process, or a retry).
+    later = [in_ns(namespace) for _ in range(20)]
+    for start in range(0, 20, 5):
+        for _ in range(20):
+            try:
+                send_on_new_connection(service, later[start : start + 5])
+                break
+            except (httpx.HTTPError, AssertionError):
+                time.sleep(0.1)  # the connection landed on the dying process
+    wait_until(lambda: len(leaders(service)) >= 2, timeout=10, what="a new delivering process")
+    assert leaders(service)[-1] != leader
+    wait_until(
+        lambda: {e["id"] for e in receiver.events()} >= {e["id"] for e in first + later},
+        timeout=15,
+        what="every event after the takeover",
+    )
+
+
+def test_kill_9_of_the_parent_takes_its_workers_with_it(fresh_service: Service) -> None:
+    service = fresh_service.start()
+    assert service.process is not None
+    workers = wait_until(lambda: children_of(service.process.pid), what="worker processes")  # type: ignore[union-attr]
+    service.stop(signal.SIGKILL)
+    wait_until(lambda: not any(alive(pid) for pid in workers), timeout=10, what="the workers to die")
+    # And the port is free for the next start.
+    service.start()
+
+
+def test_two_services_on_one_postgresql_database_deliver_each_event_once(
+    databases: Databases, tmp_path: Path, receiver: Receiver, namespace: str
+) -> None:
+    url = databases.url("postgresql")
+    key = Fernet.generate_key().decode()  # both must open each other's secrets
+    common = {"AUDITRELAY_SECRET_KEY": key, "AUDITRELAY_WORKERS": "1"}
+    one = Service(tmp_path / "one", url, extra_env=dict(common)).start()
+    other = Service(
+        tmp_path / "other", url, extra_env={**common, "AUDITRELAY_CREATE_INITIAL_TOKENS": "false"}
+    )
+    try:
+        other.data_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("admin.token", "ingest.token"):
+            (other.data_dir / name).write_text((one.data_dir / name).read_text())
+        other.start()
+        assert len(leaders(one)) + len(leaders(other)) == 1, "one delivery lock for the database"
+        one.add_destination(name="two", kind="http", url=receiver.url, namespaces=[namespace])
+        events = [in_ns(namespace) for _ in range(40)]
+        for n, start in enumerate(range(0, 40, 5)):
+            send_on_new_connection(one if n % 2 else other, events[start : start + 5])
+        wait_until(lambda: len(receiver.events()) >= 40, timeout=10, what="all 40 events")
+        time.sleep(1.0)
+        received = [e["id"] for e in receiver.events()]
+        assert sorted(received) == sorted(e["id"] for e in events), "each event once, from one process"
+        holder, survivor = (one, other) if leaders(one) else (other, one)
+        holder.stop(signal.SIGKILL)
+        wait_until(lambda: leaders(survivor), timeout=10, what="the survivor to take the lock")
+        more = [in_ns(namespace) for _ in range(10)]
+        send_on_new_connection(survivor, more)
+        wait_until(
+            lambda: {e["id"] for e in receiver.events()} >= {e["id"] for e in more},
+            timeout=10,
+            what="delivery by the survivor",
+        )
+    finally:
+        for service in (one, other):
+            if service.process is not None and service.process.poll() is None:
+                service.stop()
