@@ -12,6 +12,7 @@ import contextlib
 import logging
 
 from auditrelay.config import Settings
+from auditrelay.delivery.progress import ProgressWriter
 from auditrelay.delivery.worker import DestinationWorker
 from auditrelay.log import LogTail, Wakeups
 from auditrelay.store import Database
@@ -32,6 +33,7 @@ class DeliverySupervisor:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._tail = LogTail(db)
+        self._progress = ProgressWriter(db, rows)
 
     async def start(self) -> None:
         await self.resync()
@@ -68,7 +70,7 @@ class DeliverySupervisor:
         if destination is None or not destination.active:
             return
         worker = DestinationWorker(
-            destination, self._db, self._rows, self._wakeups, self._settings, self._tail
+            destination, self._db, self._rows, self._wakeups, self._settings, self._tail, self._progress
         )
         task = asyncio.create_task(worker.run(), name=f"deliver-{destination_id}")
         self._workers[destination_id] = (worker, task)

@@ -19,6 +19,7 @@ import httpx
 import orjson
 
 from auditrelay.config import Settings
+from auditrelay.delivery.progress import ProgressWriter
 from auditrelay.delivery.retry import retry_delay
 from auditrelay.delivery.sender import Attempt, attempt, new_client
 from auditrelay.destinations import KINDS, Destination, EventFilter, Outcome, OutgoingRequest
@@ -57,9 +58,11 @@ class DestinationWorker:
         wakeups: Wakeups,
         settings: Settings,
         tail: LogTail | None = None,
+        progress: ProgressWriter | None = None,
     ) -> None:
         self.destination = destination
         self._tail = tail or LogTail(db)
+        self._progress = progress or ProgressWriter(db, rows)
         self.kind = KINDS[destination.kind]
         self._db = db
         self._rows = rows
@@ -420,11 +423,9 @@ class DestinationWorker:
         self._writes += 1
         return self._writes % TRIM_EVERY == 0
 
-    def _commit_sync(self, cursor: int, delivered: int, records: list[dr.AttemptRecord]) -> None:
-        trim = self._trim_due()
-        with self._db.write() as conn:
-            self._rows.commit_progress(conn, self.destination.id, cursor, delivered)
-            dr.record_attempts(conn, self.destination.id, records, trim=trim)
+    async def _write_progress(self, cursor: int, delivered: int, records: list[dr.AttemptRecord]) -> None:
+        write = self._progress.commit(self.destination.id, cursor, delivered, records, self._trim_due())
+        await asyncio.shield(write)
 
     async def _commit(self, cursor: int) -> None:
         delivered = self._delivered_uncommitted
@@ -434,20 +435,15 @@ class DestinationWorker:
         self._committed = self._delivered_through = cursor
         self._delivered_uncommitted = 0
         self._last_commit = time.monotonic()
-        await asyncio.shield(self._db.run(self._commit_sync, cursor, delivered, records))
+        await self._write_progress(cursor, delivered, records)
 
     async def _commit_partial(self) -> None:
         """On stop or error, keep what was delivered of an unfinished batch."""
         if self._delivered_through <= self._committed:
             return
         try:
-            await asyncio.shield(
-                self._db.run(
-                    self._commit_sync,
-                    self._delivered_through,
-                    self._delivered_uncommitted,
-                    self._take_attempts(),
-                )
+            await self._write_progress(
+                self._delivered_through, self._delivered_uncommitted, self._take_attempts()
             )
         except Exception:
             # Not fatal: at-least-once holds, the restart re-sends from the stored cursor.
