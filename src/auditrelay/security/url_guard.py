@@ -13,6 +13,12 @@ from urllib.parse import urlsplit
 
 METADATA_ADDRESSES = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 
+#: Why an address is refused and how to allow it, after "resolves to <address>, ".
+INTERNAL_HINT = (
+    "a private, loopback, link-local or metadata address; "
+    "set AUDITRELAY_ALLOW_PRIVATE_DESTINATIONS=true to allow it"
+)
+
 
 class UnsafeUrl(ValueError):
     """The URL is malformed or points somewhere destinations may not go."""
@@ -46,14 +52,12 @@ def check_destination_url(url: str, allow_private: bool) -> None:
         raise UnsafeUrl(f"host {parts.hostname!r} does not resolve ({exc.strerror})", transient=True) from exc
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if _is_internal(address):
-            raise UnsafeUrl(
-                f"resolves to {address}, a private, loopback, link-local or metadata address; "
-                "set AUDITRELAY_ALLOW_PRIVATE_DESTINATIONS=true to allow it"
-            )
+        if is_internal_address(address):
+            raise UnsafeUrl(f"resolves to {address}, {INTERNAL_HINT}")
 
 
-def _is_internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+def is_internal_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """True for addresses destinations may not reach unless private destinations are allowed."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return (
