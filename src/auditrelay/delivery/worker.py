@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from auditrelay.config import Settings
@@ -150,7 +150,7 @@ class DestinationWorker:
     # -- sending ------------------------------------------------------------------------
 
     async def _deliver_events(
-        self, client: httpx.AsyncClient, events: Sequence[StoredEvent], live: bool
+        self, client: aiohttp.ClientSession, events: Sequence[StoredEvent], live: bool
     ) -> None:
         for request in self.kind.requests(self.destination, events):
             if self._stop.is_set():
@@ -163,7 +163,9 @@ class DestinationWorker:
                     # re-sends at most about a second's worth.
                     await self._commit(self._delivered_through)
 
-    async def _deliver_request(self, client: httpx.AsyncClient, request: OutgoingRequest, live: bool) -> None:
+    async def _deliver_request(
+        self, client: aiohttp.ClientSession, request: OutgoingRequest, live: bool
+    ) -> None:
         """Send until accepted; split rejected batches; set aside an event refused alone."""
         rejections = 0
         while True:
@@ -307,7 +309,7 @@ class DestinationWorker:
 
     # -- replay ---------------------------------------------------------------------------
 
-    async def _replay_step(self, client: httpx.AsyncClient) -> bool:
+    async def _replay_step(self, client: aiohttp.ClientSession) -> bool:
         """Send one chunk of a pending replay job, if any, without touching the live cursor.
 
         Chunks alternate with live batches, so a long replay never stalls the live stream;
