@@ -1,14 +1,20 @@
 """The delivery sender over real loopback sockets: what goes on the wire, bounded answers,
-every failure as a RETRY verdict (without the URL, a credential for Sumo Logic)."""
+every failure as a RETRY verdict (without the URL, a credential for Sumo Logic), and the
+connect-time SSRF check that catches a host name resolving inside the network."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
+import re
+from urllib.parse import urlsplit
+
+import pytest
 
 from auditrelay.delivery.sender import MAX_ANSWER_BYTES, Attempt, attempt, new_client
 from auditrelay.destinations import KINDS, Outcome, OutgoingRequest
 from auditrelay.destinations.base import USER_AGENT
+from auditrelay.security.url_guard import UnsafeUrl, check_destination_url
 from tests.support import Receiver, free_port
 
 JSON_HEADERS = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X-Custom": "yes"}
@@ -17,16 +23,22 @@ JSON_HEADERS = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X
 def post(
     url: str,
     headers: dict[str, str] | None = None,
+    allow_private: bool = True,
     request_timeout: float = 5.0,
     total_timeout: float = 5.0,
 ) -> Attempt:
     request = OutgoingRequest(url, JSON_HEADERS if headers is None else headers, b'{"a":1}', ())
 
     async def run() -> Attempt:
-        async with new_client(2.0, request_timeout) as client:
+        async with new_client(2.0, request_timeout, allow_private) as client:
             return await attempt(client, KINDS["http"], request, total_timeout)
 
     return asyncio.run(run())
+
+
+def on_localhost(receiver: Receiver, path: str = "/audit") -> str:
+    """The receiver's URL by host name, so the resolver (not an IP literal) is involved."""
+    return f"http://localhost:{urlsplit(receiver.url).port}{path}"
 
 
 def test_headers_on_the_wire_are_the_requests_own(receiver: Receiver) -> None:
@@ -96,3 +108,28 @@ def test_a_header_value_the_http_layer_refuses_is_a_retry(receiver: Receiver) ->
     assert result.verdict.outcome is Outcome.RETRY
     assert result.verdict.message.startswith("request could not be sent: ValueError")
     assert not receiver.requests and not receiver.failed
+
+
+def test_a_host_name_resolving_inside_the_network_is_refused_when_connecting(receiver: Receiver) -> None:
+    # The save-time check is long past: only the connect-time check stands between a
+    # rebound name and the internal address.
+    refused = post(on_localhost(receiver), allow_private=False)
+    assert refused.verdict.outcome is Outcome.RETRY and refused.status is None
+    assert re.fullmatch(
+        r"URL refused when connecting: localhost resolves to (127\.0\.0\.1|::1), a private, loopback, "
+        r"link-local or metadata address; set AUDITRELAY_ALLOW_PRIVATE_DESTINATIONS=true to allow it",
+        refused.verdict.message,
+    ), refused.verdict.message
+    assert not receiver.requests and not receiver.failed
+
+    allowed = post(on_localhost(receiver), allow_private=True)
+    assert allowed.verdict.outcome is Outcome.DELIVERED
+    assert [r.path for r in receiver.requests] == ["/audit"]
+
+
+def test_ip_literal_hosts_are_left_to_the_url_guard(receiver: Receiver) -> None:
+    # aiohttp resolves nothing for an IP literal, so the connect-time check cannot see it;
+    # the URL guard refuses it before anything is sent (save, loop start, /test, resend).
+    with pytest.raises(UnsafeUrl, match=r"resolves to 127\.0\.0\.1"):
+        check_destination_url(receiver.url, allow_private=False)
+    assert post(receiver.url, allow_private=False).verdict.outcome is Outcome.DELIVERED

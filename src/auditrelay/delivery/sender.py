@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from auditrelay.delivery.resolver import AddressRefused, GuardedResolver
 from auditrelay.destinations import DestinationKind, Outcome, OutgoingRequest, Verdict
 from auditrelay.destinations.base import USER_AGENT
 
@@ -29,9 +30,19 @@ class Attempt:
     answer: bytes
 
 
-def new_client(connect_timeout: float, request_timeout: float) -> aiohttp.ClientSession:
-    """One client (one connection pool, kept alive) per destination; use it with `async with`."""
-    connector = aiohttp.TCPConnector(limit=4, keepalive_timeout=30)
+def new_client(connect_timeout: float, request_timeout: float, allow_private: bool) -> aiohttp.ClientSession:
+    """One client (one connection pool, kept alive) per destination; use it with `async with`.
+
+    Unless `allow_private`, every address a host name resolves to is checked against the URL
+    guard before connecting (`GuardedResolver`), so DNS that changes after the destination was
+    saved cannot point delivery inside the network. IP-literal hosts are not resolved, and so
+    not checked here: `check_destination_url` refuses internal ones before any sending.
+    """
+    connector = aiohttp.TCPConnector(
+        limit=4,
+        keepalive_timeout=30,
+        resolver=None if allow_private else GuardedResolver(),
+    )
     return aiohttp.ClientSession(
         connector=connector,
         # Connecting (resolving included) and each read are bounded here; `attempt` bounds
@@ -74,6 +85,8 @@ async def attempt(
     except TimeoutError:
         return _failed(f"no complete answer within {total_timeout:g} s", started)
     except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, AddressRefused):
+            return _failed(f"URL refused when connecting: {exc.os_error}", started)
         # "Cannot connect to host h:p ssl:... [reason]": the host, never the URL's path.
         return _failed(f"connection failed: {type(exc).__name__}: {exc}", started)
     except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:

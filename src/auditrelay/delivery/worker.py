@@ -123,7 +123,9 @@ class DestinationWorker:
         flag = self._wakeups.subscribe()
         try:
             async with new_client(
-                self._settings.connect_timeout_seconds, self._settings.request_timeout_seconds
+                self._settings.connect_timeout_seconds,
+                self._settings.request_timeout_seconds,
+                self._settings.allow_private_destinations,
             ) as client:
                 await self._check_url()
                 linger = self.destination.batch.linger_ms / 1000

@@ -3,6 +3,11 @@
 An admin-supplied URL that resolves to loopback, private, link-local, shared or cloud
 metadata addresses could make auditrelay a proxy into the operator's network; those are
 refused unless `AUDITRELAY_ALLOW_PRIVATE_DESTINATIONS=true`.
+
+`check_destination_url` runs when a destination is saved, when its delivery loop starts, on
+/test and on a dead-letter resend. A host name can resolve elsewhere later (DNS rebinding),
+so the delivery client also applies `is_internal_address` to every address it resolves
+before connecting (`delivery/resolver.py`).
 """
 
 from __future__ import annotations
