@@ -11,7 +11,7 @@ import pytest
 
 from auditrelay.delivery.retry import retry_delay
 from auditrelay.destinations import KINDS, BatchSettings, Destination, EventFilter, Header, Outcome
-from auditrelay.destinations.base import classify_status, parse_retry_after
+from auditrelay.destinations.base import USER_AGENT, classify_status, parse_retry_after
 from auditrelay.destinations.splunk_hec import event_url, hec_token
 from auditrelay.log import StoredEvent
 from tests.support import split_concatenated_json
@@ -49,6 +49,29 @@ def test_http_sends_one_event_per_request_by_default() -> None:
     assert requests[0].headers["Authorization"] == "Bearer t"
     assert requests[0].headers["X-Auditrelay-Streaming-Token"] == "v" * 20
     assert requests[0].headers["X-A"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "content_type"),
+    [
+        ("http", {}, "application/json"),
+        ("http", {"batch_format": "json_array"}, "application/json"),
+        ("http", {"batch_format": "ndjson"}, "application/x-ndjson"),
+        ("splunk_hec", {}, "application/json"),
+        ("sumo_logic", {}, "application/x-ndjson"),
+    ],
+)
+def test_every_request_names_its_content_type_and_user_agent(
+    kind: str, options: dict[str, str], content_type: str
+) -> None:
+    # The sender never fills these in: the HTTP layer's defaults would be wrong.
+    token = "Splunk t" if kind == "splunk_hec" else None
+    default = next(KINDS[kind].requests(destination(kind, options=options, token=token), [stored(1)]))
+    assert default.headers["Content-Type"] == content_type
+    assert default.headers["User-Agent"] == USER_AGENT
+    d = destination(kind, options=options, token=token, content_type="application/vnd.siem+json")
+    chosen = next(KINDS[kind].requests(d, [stored(1)]))
+    assert chosen.headers["Content-Type"] == "application/vnd.siem+json"
 
 
 def test_http_batches_respect_max_events_and_max_bytes() -> None:

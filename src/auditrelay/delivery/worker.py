@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from auditrelay.config import Settings
@@ -126,7 +126,9 @@ class DestinationWorker:
         flag = self._wakeups.subscribe()
         try:
             async with new_client(
-                self._settings.connect_timeout_seconds, self._settings.request_timeout_seconds
+                self._settings.connect_timeout_seconds,
+                self._settings.request_timeout_seconds,
+                self._settings.allow_private_destinations,
             ) as client:
                 await self._check_url()
                 linger = self.destination.batch.linger_ms / 1000
@@ -153,7 +155,7 @@ class DestinationWorker:
     # -- sending ------------------------------------------------------------------------
 
     async def _deliver_events(
-        self, client: httpx.AsyncClient, events: Sequence[StoredEvent], live: bool
+        self, client: aiohttp.ClientSession, events: Sequence[StoredEvent], live: bool
     ) -> None:
         for request in self.kind.requests(self.destination, events):
             if self._stop.is_set():
@@ -166,7 +168,9 @@ class DestinationWorker:
                     # re-sends at most about a second's worth.
                     await self._commit(self._delivered_through)
 
-    async def _deliver_request(self, client: httpx.AsyncClient, request: OutgoingRequest, live: bool) -> None:
+    async def _deliver_request(
+        self, client: aiohttp.ClientSession, request: OutgoingRequest, live: bool
+    ) -> None:
         """Send until accepted; split rejected batches; set aside an event refused alone."""
         rejections = 0
         while True:
@@ -310,7 +314,7 @@ class DestinationWorker:
 
     # -- replay ---------------------------------------------------------------------------
 
-    async def _replay_step(self, client: httpx.AsyncClient) -> bool:
+    async def _replay_step(self, client: aiohttp.ClientSession) -> bool:
         """Send one chunk of a pending replay job, if any, without touching the live cursor.
 
         Chunks alternate with live batches, so a long replay never stalls the live stream;

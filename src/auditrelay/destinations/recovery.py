@@ -143,7 +143,9 @@ class RecoveryService:
         results = []
         timeout = self._settings.request_timeout_seconds + self._settings.connect_timeout_seconds
         async with new_client(
-            self._settings.connect_timeout_seconds, self._settings.request_timeout_seconds
+            self._settings.connect_timeout_seconds,
+            self._settings.request_timeout_seconds,
+            self._settings.allow_private_destinations,
         ) as c:
             for letter in letters:
                 event = StoredEvent(letter["seq"], destination.org, "", None, 0, bytes(letter["body"]))

@@ -274,7 +274,9 @@ class DestinationService:
         request = next(iter(kind.requests(destination, [stored])))
         timeout = self._settings.request_timeout_seconds + self._settings.connect_timeout_seconds
         async with new_client(
-            self._settings.connect_timeout_seconds, self._settings.request_timeout_seconds
+            self._settings.connect_timeout_seconds,
+            self._settings.request_timeout_seconds,
+            self._settings.allow_private_destinations,
         ) as c:
             result = await attempt(c, kind, request, timeout)
         return {

@@ -3,6 +3,11 @@
 An admin-supplied URL that resolves to loopback, private, link-local, shared or cloud
 metadata addresses could make auditrelay a proxy into the operator's network; those are
 refused unless `AUDITRELAY_ALLOW_PRIVATE_DESTINATIONS=true`.
+
+`check_destination_url` runs when a destination is saved, when its delivery loop starts, on
+/test and on a dead-letter resend. A host name can resolve elsewhere later (DNS rebinding),
+so the delivery client also applies `is_internal_address` to every address it resolves
+before connecting (`delivery/resolver.py`).
 """
 
 from __future__ import annotations
@@ -12,6 +17,12 @@ import socket
 from urllib.parse import urlsplit
 
 METADATA_ADDRESSES = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+
+#: Why an address is refused and how to allow it, after "resolves to <address>, ".
+INTERNAL_HINT = (
+    "a private, loopback, link-local or metadata address; "
+    "set AUDITRELAY_ALLOW_PRIVATE_DESTINATIONS=true to allow it"
+)
 
 
 class UnsafeUrl(ValueError):
@@ -46,14 +57,12 @@ def check_destination_url(url: str, allow_private: bool) -> None:
         raise UnsafeUrl(f"host {parts.hostname!r} does not resolve ({exc.strerror})", transient=True) from exc
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if _is_internal(address):
-            raise UnsafeUrl(
-                f"resolves to {address}, a private, loopback, link-local or metadata address; "
-                "set AUDITRELAY_ALLOW_PRIVATE_DESTINATIONS=true to allow it"
-            )
+        if is_internal_address(address):
+            raise UnsafeUrl(f"resolves to {address}, {INTERNAL_HINT}")
 
 
-def _is_internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+def is_internal_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """True for addresses destinations may not reach unless private destinations are allowed."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return (
