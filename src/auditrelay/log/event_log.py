@@ -5,7 +5,9 @@ numbers from it and releases the lock at commit. Sequence numbers are therefore 
 in commit order and without gaps, on SQLite (one writer) and on PostgreSQL (row lock held to
 commit) alike, so a reader that has seen `seq = n` has seen every event with a smaller
 `seq`, and a cursor can never pass an event that commits later. The cost is that appends are
-serialised; each one is a single multi-row INSERT, so the lock is held for milliseconds.
+serialised: the lock is held from the numbering to the commit, a few milliseconds for a
+batch (on PostgreSQL, numbering and insert are one statement; on SQLite, an UPDATE and an
+`executemany`).
 """
 
 from __future__ import annotations
@@ -52,11 +54,11 @@ def append_events(conn: Connection, batch: Sequence[ValidEvent], org: str | None
     transaction commits one of these ids in between, the unique index raises
     `IntegrityError` and the caller retries on a fresh transaction (see `ingest`).
     """
-    already: set[str] = set()
-    ids = [event.id for event in batch]
-    for start in range(0, len(ids), _ID_LOOKUP_CHUNK):
-        chunk = ids[start : start + _ID_LOOKUP_CHUNK]
-        already.update(conn.execute(select(events.c.id).where(events.c.id.in_(chunk))).scalars())
+    if conn.dialect.name == "postgresql":
+        stored_ids, append = _stored_ids_postgresql, _append_postgresql
+    else:
+        stored_ids, append = _stored_ids_sqlite, _append_sqlite
+    already = stored_ids(conn, batch)
     fresh = []
     for event in batch:
         if event.id not in already:
@@ -64,35 +66,86 @@ def append_events(conn: Connection, batch: Sequence[ValidEvent], org: str | None
             fresh.append(event)
     if not fresh:
         return AppendResult(stored=0, duplicates=len(batch), head=head_seq(conn))
-    # One statement takes the log lock (the row lock, held until commit) and the sequence
-    # numbers: sequence order is commit order.
-    head = conn.execute(
-        update(log_head)
-        .where(log_head.c.id == 1)
-        .values(head=log_head.c.head + len(fresh))
-        .returning(log_head.c.head)
-    ).scalar_one()
-    first = head - len(fresh) + 1
-    now_ms = int(time.time() * 1000)
-    rows = [
-        (first + n, e.id, org, e.action, e.entity_path, e.occurred_at_ms, now_ms, e.body)
-        for n, e in enumerate(fresh)
-    ]
-    # Straight to the driver's executemany: the SQL is fixed, and SQLAlchemy's per-row
-    # parameter processing costs more than SQLite itself on this hot path.
-    conn.exec_driver_sql(_insert_sql(conn.dialect.paramstyle), rows)
-    if conn.dialect.name == "postgresql":
-        # Delivered at commit to every process LISTENing: their loops wake at once.
-        conn.exec_driver_sql(f"SELECT pg_notify('{CHANNEL}', '')")
+    head = append(conn, fresh, org, int(time.time() * 1000))
     return AppendResult(stored=len(fresh), duplicates=len(batch) - len(fresh), head=head)
 
 
 _COLUMNS = "seq, id, org, action, entity_path, occurred_at_ms, received_at_ms, body"
 
 
-def _insert_sql(paramstyle: str) -> str:
-    marker = "?" if paramstyle == "qmark" else "%s"
-    return f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join([marker] * 8)})"
+_INSERT_SQLITE = f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join(['?'] * 8)})"
+
+
+def _stored_ids_sqlite(conn: Connection, batch: Sequence[ValidEvent]) -> set[str]:
+    already: set[str] = set()
+    ids = [event.id for event in batch]
+    for start in range(0, len(ids), _ID_LOOKUP_CHUNK):
+        chunk = ids[start : start + _ID_LOOKUP_CHUNK]
+        already.update(conn.execute(select(events.c.id).where(events.c.id.in_(chunk))).scalars())
+    return already
+
+
+def _append_sqlite(conn: Connection, fresh: list[ValidEvent], org: str | None, now_ms: int) -> int:
+    # One statement takes the log lock (the row lock, held until commit) and the sequence
+    # numbers: sequence order is commit order.
+    head: int = conn.execute(
+        update(log_head)
+        .where(log_head.c.id == 1)
+        .values(head=log_head.c.head + len(fresh))
+        .returning(log_head.c.head)
+    ).scalar_one()
+    first = head - len(fresh) + 1
+    rows = [
+        (first + n, e.id, org, e.action, e.entity_path, e.occurred_at_ms, now_ms, e.body)
+        for n, e in enumerate(fresh)
+    ]
+    # Straight to the driver's executemany: the SQL is fixed, and SQLAlchemy's per-row
+    # parameter processing costs more than SQLite itself on this hot path.
+    conn.exec_driver_sql(_INSERT_SQLITE, rows)
+    return head
+
+
+# PostgreSQL: each column of the batch travels as one array parameter, in psycopg's binary
+# format (`%b`: bytes as they are, not hex-escaped in an array literal). One statement for a
+# whole batch costs PostgreSQL one parse and one plan instead of one per row.
+_STORED_IDS_POSTGRESQL = "SELECT id FROM events WHERE id = ANY(%b::text[])"
+
+# One statement, one round trip: take the log lock and the numbers (the UPDATE row-locks
+# `log_head` until commit, as on SQLite), insert the batch numbered `head - n + 1 ..
+# head` by its position in the arrays (ORDINALITY is the array index, whatever order the
+# rows are produced in), and queue the wake-up, which PostgreSQL delivers only at commit.
+# A data-modifying WITH runs exactly once and to completion even though nothing reads it.
+_APPEND_POSTGRESQL = f"""\
+WITH head AS (
+    UPDATE log_head SET head = head + %(n)s WHERE id = 1 RETURNING head
+), stored AS (
+    INSERT INTO events ({_COLUMNS})
+    SELECT head.head - %(n)s + e.ord, e.id, %(org)s::text, e.action, e.entity_path,
+           e.occurred_at_ms, %(now_ms)s::bigint, e.body
+    FROM head, unnest(%(ids)b::text[], %(actions)b::text[], %(paths)b::text[],
+                      %(occurred)b::bigint[], %(bodies)b::bytea[])
+               WITH ORDINALITY AS e(id, action, entity_path, occurred_at_ms, body, ord)
+)
+SELECT head.head, pg_notify('{CHANNEL}', '') FROM head"""
+
+
+def _stored_ids_postgresql(conn: Connection, batch: Sequence[ValidEvent]) -> set[str]:
+    ids = [event.id for event in batch]
+    return set(conn.exec_driver_sql(_STORED_IDS_POSTGRESQL, (ids,)).scalars())
+
+
+def _append_postgresql(conn: Connection, fresh: list[ValidEvent], org: str | None, now_ms: int) -> int:
+    params = {
+        "n": len(fresh),
+        "org": org,
+        "now_ms": now_ms,
+        "ids": [e.id for e in fresh],
+        "actions": [e.action for e in fresh],
+        "paths": [e.entity_path for e in fresh],
+        "occurred": [e.occurred_at_ms for e in fresh],
+        "bodies": [e.body for e in fresh],
+    }
+    return int(conn.exec_driver_sql(_APPEND_POSTGRESQL, params).scalar_one())
 
 
 def _read_range_sql(paramstyle: str) -> str:
