@@ -54,6 +54,8 @@ def new_client(connect_timeout: float, request_timeout: float, allow_private: bo
         skip_auto_headers=NO_AUTO_HEADERS,
         # Proxies from the environment would silently reroute audit data; not followed.
         trust_env=False,
+        # Deliveries are stateless: a destination setting cookies must not get them back.
+        cookie_jar=aiohttp.DummyCookieJar(),
     )
 
 
