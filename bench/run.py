@@ -30,7 +30,7 @@ FLOORS = {
     "e2e-per-event": "≥ 3,000 ev/s",
     "latency": "p50 ≤ 20 ms, p99 ≤ 100 ms",
     "fan-out": "lag flat, 0 loss",
-    "backlog": "drain ≥ 30,000 ev/s, RSS ≤ 300 MB",
+    "backlog": "drain ≥ 30,000 ev/s, peak ≤ 300 MB",
 }
 
 
@@ -108,7 +108,7 @@ def notes(r: Result) -> str:
 def table(results: list[Result]) -> str:
     head = (
         "| scenario | backend | events | seconds | events/s | p50 ms | p95 ms | p99 ms "
-        "| peak RSS MB | complete | floor | notes |"
+        "| peak MB (PSS; RSS sum) | complete | floor | notes |"
     )
     lines = [head, "|" + "---|" * 12]
     for r in results:
@@ -122,7 +122,7 @@ def table(results: list[Result]) -> str:
             f"{r.get('seconds', 0):.2f}",
             f"{r.get('events_per_s', 0):,}",
             *(f"{lat[k]:.1f}" if k in lat else "-" for k in ("p50", "p95", "p99")),
-            str(r.get("peak_rss_mb", "-")),
+            f"{r.get('peak_rss_mb', '-')}; {r.get('rss_hwm_sum_mb', '-')}",
             complete,
             floor,
             notes(r),

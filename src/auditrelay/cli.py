@@ -1,21 +1,29 @@
-"""`auditrelay serve | migrate | token create`."""
+"""`auditrelay serve | migrate | token create`.
+
+Heavy modules (the store, the app) are imported where they are used: with several workers,
+the `serve` process itself only supervises them, and should not carry what they carry.
+"""
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
 
 from auditrelay.config import Settings, configure_logging
 from auditrelay.errors import ConfigurationError
-from auditrelay.security.secrets import SecretBox
-from auditrelay.security.tokens import Role, count_tokens, create_token
-from auditrelay.store import Database, upgrade_to_head
+
+if TYPE_CHECKING:
+    from auditrelay.store import Database
+
+#: The values of `auditrelay.security.tokens.Role` (a test keeps the two in step).
+ROLES = ("admin", "ingest")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     token = commands.add_parser("token", help="manage API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)
     create = token_commands.add_parser("create", help="create a token and print it alone on stdout")
-    create.add_argument("--role", choices=[r.value for r in Role], required=True)
+    create.add_argument("--role", choices=ROLES, required=True)
     create.add_argument("--name", default=None)
     create.add_argument("--org", default=None, help="scope the token to one organization")
     args = parser.parse_args(argv)
@@ -44,11 +52,16 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "serve":
             serve(settings)
         elif args.command == "migrate":
+            from auditrelay.store import Database, upgrade_to_head
+
             database = Database(settings)
             upgrade_to_head(database)
             database.dispose()
             print("database is at the latest schema", file=sys.stderr)
         elif args.command == "token":
+            from auditrelay.security.tokens import Role, create_token
+            from auditrelay.store import Database, upgrade_to_head
+
             database = Database(settings)
             upgrade_to_head(database)
             with database.write() as conn:
@@ -64,16 +77,7 @@ def main(argv: list[str] | None = None) -> None:
 def serve(settings: Settings) -> None:
     import uvicorn
 
-    from auditrelay.api import create_app
-
     configure_logging(settings)
-    database = Database(settings)
-    upgrade_to_head(database)
-    if settings.create_initial_tokens:
-        _first_start_tokens(database, settings.data_dir)
-    database.dispose()
-    # Made here, once: workers starting together must not each generate a different key.
-    SecretBox.from_settings(settings.secret_key, settings.data_dir)
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -83,8 +87,18 @@ def serve(settings: Settings) -> None:
     }
     workers = settings.worker_count
     if workers == 1:
+        from auditrelay.api import create_app
+
+        prepare(settings)
         uvicorn.run(create_app(settings), **options)
         return
+    # The store is prepared in a process of its own, so this one, which only supervises the
+    # workers, never loads the store or the app (it stays at about 40 MB).
+    preparing = multiprocessing.get_context("spawn").Process(target=prepare_from_environment)
+    preparing.start()
+    preparing.join()
+    if preparing.exitcode != 0:
+        sys.exit(f"auditrelay: preparing the store failed (exit code {preparing.exitcode}); see above")
     # Several processes share the port (uvicorn's supervisor binds it and restarts a worker
     # that dies); each builds its app from the same environment. Their metrics meet in a
     # directory that must start empty.
@@ -95,8 +109,33 @@ def serve(settings: Settings) -> None:
     uvicorn.run("auditrelay.api.app:app_from_environment", factory=True, workers=workers, **options)
 
 
+def prepare(settings: Settings) -> None:
+    """Before serving: migrate, create the first tokens and the secret key, once."""
+    from auditrelay.security.secrets import SecretBox
+    from auditrelay.store import Database, upgrade_to_head
+
+    database = Database(settings)
+    upgrade_to_head(database)
+    if settings.create_initial_tokens:
+        _first_start_tokens(database, settings.data_dir)
+    database.dispose()
+    # Made here, once: workers starting together must not each generate a different key.
+    SecretBox.from_settings(settings.secret_key, settings.data_dir)
+
+
+def prepare_from_environment() -> None:
+    settings = Settings()
+    configure_logging(settings)
+    try:
+        prepare(settings)
+    except ConfigurationError as exc:
+        sys.exit(f"auditrelay: {exc.detail}")
+
+
 def _first_start_tokens(database: Database, data_dir: Path) -> None:
     """On the very first start, create one admin and one ingest token and show them once."""
+    from auditrelay.security.tokens import Role, count_tokens, create_token
+
     with database.write() as conn:
         if count_tokens(conn) > 0:
             return
