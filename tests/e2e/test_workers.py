@@ -9,7 +9,6 @@ import re
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 from cryptography.fernet import Fernet
@@ -21,19 +20,10 @@ LEADER = re.compile(r"process (\d+) holds the delivery lock")
 
 
 def leaders(service: Service) -> list[int]:
-    """The pids that took the delivery lock, in order, from the service's log."""
+    """The pids that took the delivery lock, in order, from the service's log.
+
+    `Service.send` opens a connection per request, so requests spread over the workers."""
     return [int(pid) for pid in LEADER.findall(service.log(whole=True))]
-
-
-def send_on_new_connection(service: Service, events: list[dict[str, Any]]) -> None:
-    """One request on a connection of its own, so requests spread over the worker processes."""
-    response = httpx.post(
-        service.base_url + "/api/v1/events",
-        json=events,
-        headers={"Authorization": f"Bearer {service.ingest_token}"},
-        timeout=15,
-    )
-    assert response.status_code == 202, response.text
 
 
 def test_every_process_takes_events_and_one_delivers_each_exactly_once(
@@ -48,7 +38,7 @@ def test_every_process_takes_events_and_one_delivers_each_exactly_once(
     events = [in_ns(namespace) for _ in range(120)]
     started = time.monotonic()
     for start in range(0, 120, 4):
-        send_on_new_connection(service, events[start : start + 4])
+        service.send(events[start : start + 4])
     wait_until(lambda: len(receiver.events()) >= 120, timeout=10, what="all 120 events")
     assert time.monotonic() - started < 10  # well inside the 30 s poll: signals did it
     time.sleep(0.5)
@@ -73,7 +63,7 @@ def test_a_pause_answered_by_any_process_stops_delivery(
             == 200
         )
         time.sleep(0.5)
-        send_on_new_connection(service, [in_ns(namespace, action=f"round.n{round_}")])
+        service.send([in_ns(namespace, action=f"round.n{round_}")])
         time.sleep(1.0)
         assert not [e for e in receiver.events() if e["action"] == f"round.n{round_}"], "paused, nothing sent"
         assert (
@@ -95,7 +85,7 @@ def test_when_the_delivering_process_dies_another_takes_over(
     service = fresh_service.start()
     service.add_destination(name="f", kind="http", url=receiver.url, namespaces=[namespace])
     first = [in_ns(namespace) for _ in range(20)]
-    send_on_new_connection(service, first)
+    service.send(first)
     wait_until(lambda: len(receiver.events()) >= 20, what="the first events")
     leader = leaders(service)[-1]
     os.kill(leader, signal.SIGKILL)
@@ -104,7 +94,7 @@ def test_when_the_delivering_process_dies_another_takes_over(
     for start in range(0, 20, 5):
         for _ in range(20):
             try:
-                send_on_new_connection(service, later[start : start + 5])
+                service.send(later[start : start + 5])
                 break
             except (httpx.HTTPError, AssertionError):
                 time.sleep(0.1)  # the connection landed on the dying process
@@ -146,7 +136,7 @@ def test_two_services_on_one_postgresql_database_deliver_each_event_once(
         one.add_destination(name="two", kind="http", url=receiver.url, namespaces=[namespace])
         events = [in_ns(namespace) for _ in range(40)]
         for n, start in enumerate(range(0, 40, 5)):
-            send_on_new_connection(one if n % 2 else other, events[start : start + 5])
+            (one if n % 2 else other).send(events[start : start + 5])
         wait_until(lambda: len(receiver.events()) >= 40, timeout=10, what="all 40 events")
         time.sleep(1.0)
         received = [e["id"] for e in receiver.events()]
@@ -155,7 +145,7 @@ def test_two_services_on_one_postgresql_database_deliver_each_event_once(
         holder.stop(signal.SIGKILL)
         wait_until(lambda: leaders(survivor), timeout=10, what="the survivor to take the lock")
         more = [in_ns(namespace) for _ in range(10)]
-        send_on_new_connection(survivor, more)
+        survivor.send(more)
         wait_until(
             lambda: {e["id"] for e in receiver.events()} >= {e["id"] for e in more},
             timeout=10,

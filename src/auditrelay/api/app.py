@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import ctypes.util
@@ -28,7 +27,7 @@ from auditrelay.destinations.recovery import RecoveryService
 from auditrelay.destinations.service import DestinationService
 from auditrelay.metrics import exposition
 from auditrelay.security.secrets import SecretBox
-from auditrelay.store import Database, upgrade_to_head
+from auditrelay.store import Database
 from auditrelay.store.destination_rows import DestinationRows
 
 log = logging.getLogger(__name__)
@@ -81,8 +80,8 @@ class AdminBodyLimit:
 def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # `serve` migrated the store once before any worker started (cli.prepare).
         db = Database(settings)
-        await asyncio.to_thread(upgrade_to_head, db)
         rows = DestinationRows(SecretBox.from_settings(settings.secret_key, settings.data_dir))
         coordinator = DeliveryCoordinator(db, rows, settings)
         wakeups = coordinator.wakeups
