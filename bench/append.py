@@ -24,8 +24,7 @@ from workload import event, new_run_prefix
 
 from auditrelay.config import Settings
 from auditrelay.events import ValidEvent, validate_events
-from auditrelay.log import append_events
-from auditrelay.store import Database, upgrade_to_head
+from auditrelay.store import Database, append_events, upgrade_to_head
 
 
 def make_batches(count: int, size: int) -> list[list[ValidEvent]]:
@@ -38,7 +37,7 @@ def make_batches(count: int, size: int) -> list[list[ValidEvent]]:
 
 def backend_cpu_s(db: Database) -> float | None:
     """CPU seconds of the PostgreSQL backends serving this database (None if not local)."""
-    with db.read() as conn:
+    with db.reading() as conn:
         pids = conn.exec_driver_sql(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
         ).scalars()
@@ -61,7 +60,7 @@ def run(backend: str, batches: list[list[ValidEvent]], writers: int) -> str:
         )
         try:
             upgrade_to_head(db)
-            with db.write() as conn:  # open a connection per writer before timing
+            with db.writing() as conn:  # open a connection per writer before timing
                 append_events(conn, batches[0], None)
             todo = batches[1:]
             lock = threading.Lock()
@@ -74,7 +73,7 @@ def run(backend: str, batches: list[list[ValidEvent]], writers: int) -> str:
                             return
                         batch = todo.pop()
                     started = time.perf_counter()
-                    with db.write() as conn:
+                    with db.writing() as conn:
                         append_events(conn, batch, None)
                     seconds.append(time.perf_counter() - started)
 

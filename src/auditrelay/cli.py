@@ -22,7 +22,7 @@ from auditrelay.errors import ConfigurationError
 if TYPE_CHECKING:
     from auditrelay.store import Database
 
-#: The values of `auditrelay.security.tokens.Role` (a test keeps the two in step).
+#: The values of `auditrelay.security.Role` (a test keeps the two in step).
 ROLES = ("admin", "ingest")
 
 
@@ -59,12 +59,12 @@ def main(argv: list[str] | None = None) -> None:
             database.dispose()
             print("database is at the latest schema", file=sys.stderr)
         elif args.command == "token":
-            from auditrelay.security.tokens import Role, create_token
-            from auditrelay.store import Database, upgrade_to_head
+            from auditrelay.security import Role
+            from auditrelay.store import Database, create_token, upgrade_to_head
 
             database = Database(settings)
             upgrade_to_head(database)
-            with database.write() as conn:
+            with database.writing() as conn:
                 secret = create_token(
                     conn, Role(args.role), args.name or f"{args.role} token (cli)", args.org
                 )
@@ -111,7 +111,7 @@ def serve(settings: Settings) -> None:
 
 def prepare(settings: Settings) -> None:
     """Before serving: migrate, create the first tokens and the secret key, once."""
-    from auditrelay.security.secrets import SecretBox
+    from auditrelay.security import SecretBox
     from auditrelay.store import Database, upgrade_to_head
 
     database = Database(settings)
@@ -134,9 +134,10 @@ def prepare_from_environment() -> None:
 
 def _first_start_tokens(database: Database, data_dir: Path) -> None:
     """On the very first start, create one admin and one ingest token and show them once."""
-    from auditrelay.security.tokens import Role, count_tokens, create_token
+    from auditrelay.security import Role
+    from auditrelay.store import count_tokens, create_token
 
-    with database.write() as conn:
+    with database.writing() as conn:
         if count_tokens(conn) > 0:
             return
         admin = create_token(conn, Role.ADMIN, "initial admin token")

@@ -60,9 +60,17 @@ class Settings(BaseSettings):
     #: ...but never longer than this, even for a paused or failing destination.
     retention_hard_max_days: float = Field(default=90.0, gt=0)
     retention_interval_seconds: float = Field(default=3600.0, gt=0)
-    #: After five dead letters in a row a destination's stream is held (it is likely
-    #: misconfigured); the hold ends after this long and dead-lettering resumes.
+    #: A single event refused (4xx other than 401/403/408/429) this many times in a row is
+    #: set aside as a dead letter, so the stream goes on.
+    rejections_before_dead_letter: int = Field(default=3, ge=1, le=100)
+    #: After this many dead letters in a row with nothing accepted between them, a
+    #: destination is more likely misconfigured than fed poison: its stream is held...
+    dead_letters_before_hold: int = Field(default=5, ge=1, le=1000)
+    #: ...and the hold ends after this long, when dead-lettering resumes.
     breaker_hold_seconds: float = Field(default=600.0, gt=0)
+    #: Within a batch of many requests, a loop commits its cursor at least this often, so
+    #: a crash re-sends little.
+    commit_interval_seconds: float = Field(default=1.0, gt=0)
     create_initial_tokens: bool = True
 
     @model_validator(mode="after")
@@ -92,14 +100,8 @@ class Settings(BaseSettings):
     def worker_count(self) -> int:
         return self.workers or max(1, min(os.cpu_count() or 1, 4))
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.resolved_database_url.startswith("sqlite")
-
 
 def configure_logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # httpx logs every request at INFO: noise, and a cost on the delivery hot path.
-    logging.getLogger("httpx").setLevel(logging.WARNING)

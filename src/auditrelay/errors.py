@@ -76,5 +76,12 @@ class Conflict(AuditrelayError):
     title = "Conflict"
 
 
+class StoreUnavailable(AuditrelayError):
+    """The database cannot be reached or failed; nothing of the request was stored."""
+
+    status = 503
+    title = "Service unavailable"
+
+
 class ConfigurationError(AuditrelayError):
     """The service's own settings are wrong; raised at start-up, never per request."""

@@ -23,12 +23,10 @@ from auditrelay.api import destinations, ingest, log_browse, problems, recovery
 from auditrelay.api.auth import Authenticator
 from auditrelay.cluster import DeliveryCoordinator
 from auditrelay.config import Settings, configure_logging
-from auditrelay.destinations.recovery import RecoveryService
-from auditrelay.destinations.service import DestinationService
 from auditrelay.metrics import exposition
-from auditrelay.security.secrets import SecretBox
-from auditrelay.store import Database
-from auditrelay.store.destination_rows import DestinationRows
+from auditrelay.security import SecretBox
+from auditrelay.services import DestinationService, RecoveryService
+from auditrelay.store import Database, DestinationRows, head_seq
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +90,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.destinations = DestinationService(
             db, rows, wakeups, settings, on_change=coordinator.destinations_changed
         )
-        app.state.recovery = RecoveryService(db, app.state.destinations, wakeups, settings)
+        app.state.recovery = RecoveryService(db, rows, app.state.destinations, wakeups, settings)
         await coordinator.start()
         log.info(
             "auditrelay %s ready on %s (process %d%s)",
@@ -127,13 +125,8 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> Response:
         db: Database = request.app.state.db
-
-        def ping() -> None:
-            with db.read() as conn:
-                conn.exec_driver_sql("SELECT 1")
-
         try:
-            await db.run(ping)
+            await db.read(head_seq)
         except Exception:
             log.exception("readiness check: the database is not reachable")
             return JSONResponse({"status": "unavailable", "reason": "database unreachable"}, status_code=503)

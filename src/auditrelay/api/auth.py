@@ -7,8 +7,8 @@ import time
 from fastapi import Request
 
 from auditrelay.errors import Forbidden, Unauthenticated
-from auditrelay.security.tokens import Principal, Role, digest, find_principal
-from auditrelay.store import Database
+from auditrelay.security import Principal, Role, digest
+from auditrelay.store import Database, find_principal
 
 #: A revoked token keeps working for at most this long in a running process.
 CACHE_SECONDS = 10.0
@@ -31,17 +31,13 @@ class Authenticator:
         cached = self._cache.get(key)
         if cached and cached[1] > time.monotonic():
             return cached[0]
-        principal = await self._db.run(self._lookup, token)
+        principal = await self._db.read(find_principal, token)
         if principal is None:
             raise Unauthenticated("the token is unknown or revoked")
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[key] = (principal, time.monotonic() + CACHE_SECONDS)
         return principal
-
-    def _lookup(self, token: str) -> Principal | None:
-        with self._db.read() as conn:
-            return find_principal(conn, token)
 
 
 async def require_admin(request: Request) -> Principal:

@@ -8,9 +8,8 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from auditrelay.api.auth import require_admin
-from auditrelay.destinations.service import DestinationService, RequestContext
-from auditrelay.destinations.settings import DestinationCreate, DestinationPatch
-from auditrelay.security.tokens import Principal
+from auditrelay.security import Principal
+from auditrelay.services import DestinationCreate, DestinationPatch, DestinationService, RequestContext
 
 router = APIRouter(prefix="/api/v1/destinations", tags=["destinations"])
 Admin = Annotated[Principal, Depends(require_admin)]

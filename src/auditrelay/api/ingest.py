@@ -6,21 +6,16 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy.exc import IntegrityError
 from starlette.responses import Response
 
 from auditrelay.api.auth import require_ingest
 from auditrelay.errors import MalformedRequest, PayloadTooLarge
 from auditrelay.events import event_schema, parse_body, validate_events
-from auditrelay.log import AppendResult, append_events
 from auditrelay.metrics import EVENTS_DUPLICATE, EVENTS_INGESTED
-from auditrelay.security.tokens import Principal
+from auditrelay.security import Principal
+from auditrelay.store import store_events
 
 router = APIRouter()
-
-#: A concurrent request storing the same id makes an append fail on the unique index; it is
-#: then retried, and finds the id stored.
-APPEND_ATTEMPTS = 3
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -56,18 +51,7 @@ async def ingest_events(
     items = parse_body(raw, request.headers.get("content-type"), settings.max_events_per_request)
     events = validate_events(items)
 
-    def store() -> AppendResult:
-        for attempt in range(APPEND_ATTEMPTS):
-            try:
-                with state.db.write() as conn:
-                    return append_events(conn, events, principal.org)
-            except IntegrityError:
-                # Another request stored one of these ids meanwhile: look again.
-                if attempt == APPEND_ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable")
-
-    result = await state.db.run(store)
+    result = await state.db.run(store_events, state.db, events, principal.org)
     state.wakeups.notify()
     EVENTS_INGESTED.inc(result.stored)
     EVENTS_DUPLICATE.inc(result.duplicates)

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from auditrelay.api.auth import require_admin
-from auditrelay.destinations.settings import EVENT_TYPE
 from auditrelay.errors import FieldError, ValidationError
-from auditrelay.log import browse, head_seq
-from auditrelay.security.tokens import Principal
+from auditrelay.security import Principal
+from auditrelay.services import EVENT_TYPE
+from auditrelay.store import browse
 
 router = APIRouter()
 
@@ -29,13 +29,7 @@ async def browse_events(
             "invalid action filter", [FieldError("action", "use 'document.create' or 'document.*'")]
         )
     db = request.app.state.db
-
-    def read() -> tuple[list[tuple[int, int, bytes]], int]:
-        with db.read() as conn:
-            rows = browse(conn, after, limit, None if action == "*" else action, principal.org)
-            return rows, head_seq(conn)
-
-    rows, head = await db.run(read)
+    rows, head = await db.read(browse, after, limit, None if action == "*" else action, principal.org)
     # Stored bytes go out as they are: no decode and re-encode of each event.
     parts = [
         b'{"seq":%d,"received_at_ms":%d,"event":%s}' % (seq, received, body) for seq, received, body in rows

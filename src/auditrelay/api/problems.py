@@ -8,11 +8,10 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from auditrelay.errors import AuditrelayError, FieldError, Unauthenticated
+from auditrelay.errors import AuditrelayError, FieldError, StoreUnavailable, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +34,13 @@ def problem(
 def install(app: FastAPI) -> None:
     @app.exception_handler(AuditrelayError)
     async def _known(_request: Request, exc: AuditrelayError) -> Response:
-        headers = (
-            {"WWW-Authenticate": 'Bearer realm="auditrelay"'} if isinstance(exc, Unauthenticated) else None
-        )
+        headers = None
+        if isinstance(exc, Unauthenticated):
+            headers = {"WWW-Authenticate": 'Bearer realm="auditrelay"'}
+        elif isinstance(exc, StoreUnavailable):
+            log.error("database unavailable: %s", exc.__cause__)
+            # Nothing was stored: the producer must retry, and Retry-After tells it when.
+            headers = {"Retry-After": "5"}
         return problem(exc.status, exc.title, exc.detail, exc.errors, headers)
 
     @app.exception_handler(RequestValidationError)
@@ -60,17 +63,6 @@ def install(app: FastAPI) -> None:
             errors.append(FieldError(field=".".join(loc), message=message))
         detail = "; ".join(f"{e.field or 'body'}: {e.message}" for e in errors)
         return problem(422, "Validation failed", detail, errors)
-
-    @app.exception_handler(OperationalError)
-    async def _database_down(_request: Request, exc: OperationalError) -> Response:
-        log.error("database unavailable: %s", exc)
-        # Nothing was stored: the producer must retry, and Retry-After tells it when.
-        return problem(
-            503,
-            "Service unavailable",
-            "the database is unavailable; nothing was stored, retry shortly",
-            headers={"Retry-After": "5"},
-        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> Response:

@@ -9,9 +9,9 @@ from starlette.responses import Response
 
 from auditrelay.api.auth import require_admin
 from auditrelay.api.destinations import request_context
-from auditrelay.destinations.recovery import RecoveryService, ReplayRequest, ResendRequest
 from auditrelay.errors import NotFound
-from auditrelay.security.tokens import Principal
+from auditrelay.security import Principal
+from auditrelay.services import RecoveryService, ReplayRequest, ResendRequest
 
 router = APIRouter(prefix="/api/v1/destinations/{destination_id}", tags=["delivery"])
 Admin = Annotated[Principal, Depends(require_admin)]

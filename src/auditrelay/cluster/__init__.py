@@ -5,6 +5,15 @@ carries "new events" and "destinations changed" from the others to it.
 """
 
 from auditrelay.cluster.coordinator import DeliveryCoordinator
-from auditrelay.cluster.lock import DeliveryLock, FileLock, PostgresAdvisoryLock
+from auditrelay.cluster.lock import DeliveryLock, FileLock
+from auditrelay.cluster.signals import DESTINATIONS, EVENTS, SignalReceiver, SignalSender
 
-__all__ = ["DeliveryCoordinator", "DeliveryLock", "FileLock", "PostgresAdvisoryLock"]
+__all__ = [
+    "DESTINATIONS",
+    "EVENTS",
+    "DeliveryCoordinator",
+    "DeliveryLock",
+    "FileLock",
+    "SignalReceiver",
+    "SignalSender",
+]

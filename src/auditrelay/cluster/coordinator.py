@@ -15,15 +15,20 @@ import contextlib
 import logging
 import os
 
-from auditrelay.cluster.lock import DeliveryLock, FileLock, PostgresAdvisoryLock
+from auditrelay.cluster.lock import DeliveryLock, FileLock
 from auditrelay.cluster.signals import DESTINATIONS, EVENTS, SignalReceiver, SignalSender
 from auditrelay.config import Settings
 from auditrelay.delivery import DeliverySupervisor
-from auditrelay.log import Wakeups
-from auditrelay.log.retention import run_retention
-from auditrelay.log.wakeups import CHANNEL, DESTINATIONS_CHANNEL, PostgresListener
-from auditrelay.store import Database
-from auditrelay.store.destination_rows import DestinationRows
+from auditrelay.log import Wakeups, run_retention
+from auditrelay.store import (
+    CHANNEL,
+    DESTINATIONS_CHANNEL,
+    Database,
+    DestinationRows,
+    PostgresAdvisoryLock,
+    PostgresListener,
+    notify_destinations_changed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +42,7 @@ class DeliveryCoordinator:
         self._lock: DeliveryLock
         self._sender: SignalSender | None = None
         if db.is_postgresql:
-            self._conninfo = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            self._conninfo = db.conninfo
             self._lock = PostgresAdvisoryLock(self._conninfo)
         else:
             base = db.sqlite_path
@@ -77,7 +82,7 @@ class DeliveryCoordinator:
             self._sender.send(DESTINATIONS)
         else:
             # PostgreSQL: tell whichever process delivers, wherever it runs.
-            task = asyncio.get_running_loop().run_in_executor(None, self._notify_destinations)
+            task = asyncio.ensure_future(self._db.write(notify_destinations_changed))
             task.add_done_callback(_log_failure)
 
     # -- the lock -------------------------------------------------------------------------
@@ -151,10 +156,6 @@ class DeliveryCoordinator:
             self.wakeups.wake_local()
         elif signal == DESTINATIONS:
             supervisor.poke()
-
-    def _notify_destinations(self) -> None:
-        with self._db.write() as conn:
-            conn.exec_driver_sql(f"SELECT pg_notify('{DESTINATIONS_CHANNEL}', '')")
 
 
 def _log_failure(future: asyncio.Future[None]) -> None:

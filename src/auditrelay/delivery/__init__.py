@@ -1,6 +1,34 @@
-"""Delivery: one loop per destination, retries with backoff, and the supervisor running them."""
+"""Delivery: one loop per destination, its sender, ledger and policy, and the supervisor.
 
+The loop (`DeliveryLoop`) is given a `Sender` (one HTTP attempt, classified), a `Ledger`
+(what is durable: cursor, dead letters, health, history) and an event source; the policy
+(`decide`) says what follows each attempt. `DeliverySupervisor` runs one loop per active
+destination of the store.
+"""
+
+from auditrelay.delivery.ledger import CursorCommits, Ledger, StoreLedger
+from auditrelay.delivery.loop import DeliveryLoop, EventSource
+from auditrelay.delivery.policy import Action, Breaker, Decision, RetryPolicy, decide, retry_delay
+from auditrelay.delivery.sender import MAX_ANSWER_BYTES, Attempt, HttpSender, Sender, check_url, new_client
 from auditrelay.delivery.supervisor import DeliverySupervisor
-from auditrelay.delivery.worker import DestinationWorker
 
-__all__ = ["DeliverySupervisor", "DestinationWorker"]
+__all__ = [
+    "MAX_ANSWER_BYTES",
+    "Action",
+    "Attempt",
+    "Breaker",
+    "CursorCommits",
+    "Decision",
+    "DeliveryLoop",
+    "DeliverySupervisor",
+    "EventSource",
+    "HttpSender",
+    "Ledger",
+    "RetryPolicy",
+    "Sender",
+    "StoreLedger",
+    "check_url",
+    "decide",
+    "new_client",
+    "retry_delay",
+]

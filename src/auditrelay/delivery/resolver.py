@@ -18,7 +18,7 @@ import socket
 from aiohttp import ThreadedResolver
 from aiohttp.abc import ResolveResult
 
-from auditrelay.security.url_guard import INTERNAL_HINT, is_internal_address
+from auditrelay.security import INTERNAL_HINT, is_internal_address
 
 
 class AddressRefused(OSError):

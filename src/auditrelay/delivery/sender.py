@@ -1,16 +1,26 @@
-"""One HTTP attempt: send a rendered request, read a bounded answer, classify it."""
+"""The sender: one HTTP attempt of a rendered request, its answer read (bounded) and classified.
+
+One sender serves the delivery loop, `/test` and the dead-letter resend alike, so timeouts,
+the URL guard and the HTTP client are decided here and nowhere else. The loop only sees the
+`Sender` protocol (an async callable from request to `Attempt`), so its rules can be tested
+with a fake that answers whatever a test needs. Every aiohttp exception is turned into an
+`Attempt` here, in `_attempt`: nothing of aiohttp reaches the loop.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol
 
 import aiohttp
 
+from auditrelay.config import Settings
 from auditrelay.delivery.resolver import AddressRefused, GuardedResolver
-from auditrelay.destinations import DestinationKind, Outcome, OutgoingRequest, Verdict
-from auditrelay.destinations.base import USER_AGENT
+from auditrelay.destinations import USER_AGENT, DestinationKind, Outcome, OutgoingRequest, Verdict
+from auditrelay.security import check_destination_url
 
 #: Keep at most this much of an answer: enough for any error message, bounded memory.
 MAX_ANSWER_BYTES = 64 * 1024
@@ -24,10 +34,72 @@ NO_AUTO_HEADERS = ("Accept-Encoding", "Content-Type")
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
+    """What one attempt came to: the classified answer, the HTTP status (None when no answer
+    came), how long it took, and the first bytes of the answer."""
+
     verdict: Verdict
     status: int | None
     latency_ms: float
     answer: bytes
+
+    @property
+    def outcome(self) -> Outcome:
+        return self.verdict.outcome
+
+    @property
+    def delivered(self) -> bool:
+        return self.verdict.outcome is Outcome.DELIVERED
+
+
+class Sender(Protocol):
+    """What the delivery loop sends through."""
+
+    async def __call__(self, request: OutgoingRequest) -> Attempt:
+        """Send one request and classify what came back; never raises for a failed send."""
+
+    async def check_destination(self) -> None:
+        """Raise `security.UnsafeUrl` when the destination's URL may not be reached now."""
+
+
+class HttpSender:
+    """The real sender of one destination: its own connection pool, kept alive between
+    requests; use it with `async with`."""
+
+    def __init__(self, kind: DestinationKind, url: str, settings: Settings) -> None:
+        self._kind = kind
+        self._url = url
+        self._allow_private = settings.allow_private_destinations
+        self._connect_timeout = settings.connect_timeout_seconds
+        self._request_timeout = settings.request_timeout_seconds
+        self._total_timeout = settings.request_timeout_seconds + settings.connect_timeout_seconds
+        self._client: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> HttpSender:
+        # Made here, not in __init__: a sender never entered leaves no session to close.
+        self._client = new_client(self._connect_timeout, self._request_timeout, self._allow_private)
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def __call__(self, request: OutgoingRequest) -> Attempt:
+        if self._client is None:
+            raise RuntimeError("use the sender with `async with` before sending")
+        return await attempt(self._client, self._kind, request, self._total_timeout)
+
+    async def check_destination(self) -> None:
+        await check_url(self._url, self._allow_private)
+
+
+async def check_url(url: str, allow_private: bool) -> None:
+    """The URL guard (`security.check_destination_url`), off the event loop since resolving
+    blocks. A host can resolve elsewhere later: the client's resolver checks again at every
+    connection (`GuardedResolver`)."""
+    await asyncio.to_thread(check_destination_url, url, allow_private)
 
 
 def new_client(connect_timeout: float, request_timeout: float, allow_private: bool) -> aiohttp.ClientSession:

@@ -11,12 +11,17 @@ import asyncio
 import contextlib
 import logging
 
+from sqlalchemy import Connection
+
 from auditrelay.config import Settings
-from auditrelay.delivery.progress import ProgressWriter
-from auditrelay.delivery.worker import DestinationWorker
+from auditrelay.delivery.ledger import CursorCommits, StoreLedger
+from auditrelay.delivery.loop import DeliveryLoop
+from auditrelay.delivery.policy import RetryPolicy
+from auditrelay.delivery.sender import HttpSender
+from auditrelay.destinations import kind_named
 from auditrelay.log import LogTail, Wakeups
-from auditrelay.store import Database
-from auditrelay.store.destination_rows import DestinationRows
+from auditrelay.model import Destination
+from auditrelay.store import Database, DestinationRows
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +32,14 @@ class DeliverySupervisor:
         self._rows = rows
         self._wakeups = wakeups
         self._settings = settings
-        self._workers: dict[str, tuple[DestinationWorker, asyncio.Task[None]]] = {}
+        self._loops: dict[str, tuple[DeliveryLoop, asyncio.Task[None]]] = {}
         self._stopping: dict[str, asyncio.Task[None]] = {}
         self._poke = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._tail = LogTail(db)
-        self._progress = ProgressWriter(db, rows)
+        self._commits = CursorCommits(db)
+        self._policy = RetryPolicy.from_settings(settings)
 
     async def start(self) -> None:
         await self.resync()
@@ -45,35 +51,45 @@ class DeliverySupervisor:
 
     async def resync(self) -> None:
         async with self._lock:
-            versions = await self._db.run(self._versions)
-            for destination_id, (worker, task) in list(self._workers.items()):
+            versions = await self._db.read(self._rows.versions)
+            for destination_id, (loop, task) in list(self._loops.items()):
                 wanted = versions.get(destination_id)
-                if wanted is None or not wanted[1] or wanted[0] != worker.version or task.done():
+                if wanted is None or not wanted[1] or wanted[0] != loop.version or task.done():
                     # Stopping happens in the background: one hanging destination's grace
                     # period must not delay the start or stop of any other.
-                    del self._workers[destination_id]
+                    del self._loops[destination_id]
                     # An edit lets the request in flight finish in full (it is not re-sent).
                     grace = self._settings.request_timeout_seconds + self._settings.connect_timeout_seconds
                     self._stopping[destination_id] = asyncio.create_task(
-                        self._finish(destination_id, worker, task, grace), name=f"stop-{destination_id}"
+                        self._finish(destination_id, loop, task, grace), name=f"stop-{destination_id}"
                     )
             for destination_id, (_version, active) in versions.items():
-                if not active or destination_id in self._workers or destination_id in self._stopping:
+                if not active or destination_id in self._loops or destination_id in self._stopping:
                     continue  # a replacement starts once the old loop has committed and ended
                 try:
-                    await self._start_worker(destination_id)
+                    await self._start_loop(destination_id)
                 except Exception:
                     log.exception("cannot start delivery to destination %s; will retry", destination_id)
 
-    async def _start_worker(self, destination_id: str) -> None:
-        destination = await self._db.run(self._load, destination_id)
+    async def _start_loop(self, destination_id: str) -> None:
+        destination = await self._db.read(self._load, destination_id)
         if destination is None or not destination.active:
             return
-        worker = DestinationWorker(
-            destination, self._db, self._rows, self._wakeups, self._settings, self._tail, self._progress
+        kind = kind_named(destination.kind)
+        sender = HttpSender(kind, destination.url, self._settings)
+        loop = DeliveryLoop(
+            destination,
+            kind,
+            sender,
+            StoreLedger(self._db, destination.id, self._commits),
+            self._tail,
+            self._wakeups,
+            self._policy,
+            commit_interval=self._settings.commit_interval_seconds,
+            resync_seconds=self._settings.resync_seconds,
         )
-        task = asyncio.create_task(worker.run(), name=f"deliver-{destination_id}")
-        self._workers[destination_id] = (worker, task)
+        task = asyncio.create_task(_run_with(sender, loop), name=f"deliver-{destination_id}")
+        self._loops[destination_id] = (loop, task)
 
     async def stop(self) -> None:
         """Stop every loop; each commits what it delivered before it goes."""
@@ -87,10 +103,10 @@ class DeliverySupervisor:
                 self._settings.stop_grace_seconds,
                 self._settings.request_timeout_seconds + self._settings.connect_timeout_seconds,
             )
-            for destination_id, (worker, task) in list(self._workers.items()):
-                del self._workers[destination_id]
+            for destination_id, (loop, task) in list(self._loops.items()):
+                del self._loops[destination_id]
                 self._stopping[destination_id] = asyncio.create_task(
-                    self._finish(destination_id, worker, task, grace)
+                    self._finish(destination_id, loop, task, grace)
                 )
             await asyncio.gather(*self._stopping.values(), return_exceptions=True)
 
@@ -106,10 +122,10 @@ class DeliverySupervisor:
                 log.exception("could not resync destinations; trying again shortly")
 
     async def _finish(
-        self, destination_id: str, worker: DestinationWorker, task: asyncio.Task[None], grace: float
+        self, destination_id: str, loop: DeliveryLoop, task: asyncio.Task[None], grace: float
     ) -> None:
         """Let the loop finish its request in flight and commit; cancel it past `grace`."""
-        worker.request_stop()
+        loop.request_stop()
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=grace)
         except TimeoutError:
@@ -121,10 +137,11 @@ class DeliverySupervisor:
         self._stopping.pop(destination_id, None)
         self.poke()  # start its replacement, if any, now
 
-    def _versions(self) -> dict[str, tuple[int, bool]]:
-        with self._db.read() as conn:
-            return self._rows.versions(conn)
+    def _load(self, conn: Connection, destination_id: str) -> Destination | None:
+        return self._rows.get(conn, destination_id)
 
-    def _load(self, destination_id: str):  # type: ignore[no-untyped-def]
-        with self._db.read() as conn:
-            return self._rows.get(conn, destination_id)
+
+async def _run_with(sender: HttpSender, loop: DeliveryLoop) -> None:
+    """Run `loop` with its sender's connection pool open, and close it when the loop ends."""
+    async with sender:
+        await loop.run()

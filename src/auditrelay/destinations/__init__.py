@@ -1,28 +1,52 @@
-"""Destination kinds (one module each), their settings, and the filter they apply.
+"""Destination kinds, one module each, and what they share: rendering and reading answers.
 
-Adding a kind means adding a module with a `DestinationKind` subclass and naming it in
-`KINDS`; the delivery loop does not change.
+A kind is pure: importing this package loads neither the database layer nor an HTTP client.
+Adding a kind means a module with a `DestinationKind` subclass and one `register` line below;
+nothing else in the service names kinds.
 """
 
-from auditrelay.destinations.base import DestinationKind, Outcome, OutgoingRequest, Verdict
+from auditrelay.destinations.base import (
+    STREAMING_TOKEN_HEADER,
+    USER_AGENT,
+    DestinationKind,
+    NoOptions,
+    Outcome,
+    OutgoingRequest,
+    Verdict,
+    classify_status,
+    parse_retry_after,
+    split_batch,
+)
 from auditrelay.destinations.filters import EventFilter
+from auditrelay.destinations.headers import MASKED, check_header_text
 from auditrelay.destinations.http import HttpKind
-from auditrelay.destinations.model import BatchSettings, Destination, Header
+from auditrelay.destinations.registry import KINDS, kind_named, kind_names, register
 from auditrelay.destinations.splunk_hec import SplunkHecKind
 from auditrelay.destinations.sumo_logic import SumoLogicKind
 
-KINDS: dict[str, DestinationKind] = {
-    kind.name: kind for kind in (HttpKind(), SplunkHecKind(), SumoLogicKind())
-}
+register(HttpKind())
+register(SplunkHecKind())
+register(SumoLogicKind())
 
 __all__ = [
     "KINDS",
-    "BatchSettings",
-    "Destination",
+    "MASKED",
+    "STREAMING_TOKEN_HEADER",
+    "USER_AGENT",
     "DestinationKind",
     "EventFilter",
-    "Header",
+    "HttpKind",
+    "NoOptions",
     "Outcome",
     "OutgoingRequest",
+    "SplunkHecKind",
+    "SumoLogicKind",
     "Verdict",
+    "check_header_text",
+    "classify_status",
+    "kind_named",
+    "kind_names",
+    "parse_retry_after",
+    "register",
+    "split_batch",
 ]

@@ -12,19 +12,20 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from auditrelay import __version__
-from auditrelay.destinations.model import BatchSettings, Destination
-from auditrelay.log import StoredEvent
+from auditrelay.model import BatchSettings, Destination, StoredEvent
 
 STREAMING_TOKEN_HEADER = "X-Auditrelay-Streaming-Token"
 USER_AGENT = f"auditrelay/{__version__}"
 
 
 class Outcome(Enum):
+    """How a destination answered one request: what the delivery policy decides on."""
+
     DELIVERED = "delivered"
     #: Try the same request again later (connection errors, timeouts, 408, 429, 5xx).
     RETRY = "retry"
@@ -36,6 +37,8 @@ class Outcome(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
+    """A classified answer: the outcome, the reason in words, and a `Retry-After` if given."""
+
     outcome: Outcome
     message: str
     retry_after: float | None = None
@@ -54,6 +57,14 @@ class NoOptions(BaseModel):
 
 
 class DestinationKind(ABC):
+    """Everything the rest of the service needs to know about one kind of destination.
+
+    The admin services read the declarations (name, title, options, token rules, default
+    batch) to validate and show a destination; the delivery loop calls `read_limit`,
+    `requests` and `verdict`. A kind is pure: it renders bytes and reads answers, and never
+    touches the database, the network or the cursor.
+    """
+
     name: ClassVar[str]
     title: ClassVar[str]
     options_model: ClassVar[type[BaseModel]] = NoOptions
@@ -62,6 +73,27 @@ class DestinationKind(ABC):
     token_required: ClassVar[bool] = False
     token_allowed: ClassVar[bool] = True
     default_batch: ClassVar[BatchSettings] = BatchSettings(max_events=500, max_bytes=1_000_000, linger_ms=5)
+    #: A cap on the (uncompressed) bytes of one request, whatever the destination's batch says.
+    max_request_bytes: ClassVar[int | None] = None
+
+    def one_event_per_request(self, destination: Destination) -> bool:
+        """True when every request carries a single event (no batching at all)."""
+        return False
+
+    def read_limit(self, destination: Destination) -> int:
+        """How many events the loop reads from the log at a time for this destination.
+
+        Per-event destinations commit their cursor every `max_events` requests; batching
+        ones read enough to fill a request even when filters drop most events.
+        """
+        if self.one_event_per_request(destination):
+            return destination.batch.max_events
+        return max(destination.batch.max_events, 1000)
+
+    def request_bytes(self, destination: Destination) -> int:
+        """The byte budget of one request: the destination's batch, within the kind's cap."""
+        limit = destination.batch.max_bytes
+        return limit if self.max_request_bytes is None else min(limit, self.max_request_bytes)
 
     def check(self, destination: Destination) -> list[tuple[str, str]]:
         """Kind-specific settings problems as (field, message); empty when valid."""
@@ -140,7 +172,3 @@ def split_batch(
 def _snippet(body: bytes, limit: int = 300) -> str:
     text = body[:limit].decode("utf-8", "replace").strip()
     return text + ("..." if len(body) > limit else "")
-
-
-def json_options(model: BaseModel) -> dict[str, Any]:
-    return model.model_dump(exclude_none=True)

@@ -6,7 +6,7 @@ event body, so filtering costs a few string comparisons per event.
 
 from __future__ import annotations
 
-from auditrelay.log import StoredEvent
+from auditrelay.model import StoredEvent
 
 
 class EventFilter:

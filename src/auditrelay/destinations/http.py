@@ -12,8 +12,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict
 
 from auditrelay.destinations.base import DestinationKind, OutgoingRequest, split_batch
-from auditrelay.destinations.model import BatchSettings, Destination
-from auditrelay.log import StoredEvent
+from auditrelay.model import BatchSettings, Destination, StoredEvent
 
 
 class HttpOptions(BaseModel):
@@ -28,6 +27,9 @@ class HttpKind(DestinationKind):
     options_model: ClassVar[type[BaseModel]] = HttpOptions
     default_batch = BatchSettings(max_events=100, max_bytes=1_000_000, linger_ms=5)
 
+    def one_event_per_request(self, destination: Destination) -> bool:
+        return bool(destination.options.get("batch_format", "none") == "none")
+
     def requests(self, destination: Destination, batch: Sequence[StoredEvent]) -> Iterator[OutgoingRequest]:
         batch_format = destination.options.get("batch_format", "none")
         content_type = "application/x-ndjson" if batch_format == "ndjson" else "application/json"
@@ -39,7 +41,7 @@ class HttpKind(DestinationKind):
                 yield OutgoingRequest(destination.url, headers, event.body, (event,))
             return
         limits = destination.batch
-        for run in split_batch(batch, limits.max_events, limits.max_bytes, overhead=1):
+        for run in split_batch(batch, limits.max_events, self.request_bytes(destination), overhead=1):
             if batch_format == "json_array":
                 content = b"[" + b",".join(e.body for e in run) + b"]"
             else:

@@ -25,8 +25,7 @@ from auditrelay.destinations.base import (
     parse_retry_after,
     split_batch,
 )
-from auditrelay.destinations.model import BatchSettings, Destination
-from auditrelay.log import StoredEvent
+from auditrelay.model import BatchSettings, Destination, StoredEvent
 
 EVENT_ENDPOINT = "/services/collector/event"
 DEFAULT_SOURCETYPE = "auditrelay:event"
@@ -93,7 +92,8 @@ class SplunkHecKind(DestinationKind):
         middle = b"," + orjson.dumps(fields)[1:-1] + b',"event":'
         url = event_url(destination.url)
         limits = destination.batch
-        for run in split_batch(batch, limits.max_events, limits.max_bytes, overhead=len(middle) + 30):
+        budget = self.request_bytes(destination)
+        for run in split_batch(batch, limits.max_events, budget, overhead=len(middle) + 30):
             content = b"".join(
                 b'{"time":%s%s%s}' % (_epoch_seconds(e.occurred_at_ms), middle, e.body) for e in run
             )

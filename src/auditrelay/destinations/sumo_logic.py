@@ -14,8 +14,8 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from auditrelay.destinations.base import DestinationKind, OutgoingRequest, split_batch
-from auditrelay.destinations.model import BatchSettings, Destination
-from auditrelay.log import StoredEvent
+from auditrelay.destinations.headers import check_header_text
+from auditrelay.model import BatchSettings, Destination, StoredEvent
 
 
 class SumoLogicOptions(BaseModel):
@@ -28,8 +28,6 @@ class SumoLogicOptions(BaseModel):
     @field_validator("category", "source_name", "source_host", "fields")
     @classmethod
     def _header_safe(cls, value: str | None) -> str | None:
-        from auditrelay.destinations.settings import check_header_text
-
         return check_header_text(value, "this option (sent as an X-Sumo-* header)")
 
 
@@ -40,6 +38,8 @@ class SumoLogicKind(DestinationKind):
     url_is_secret = True
     token_allowed = False
     default_batch = BatchSettings(max_events=1000, max_bytes=1_000_000, linger_ms=5)
+    #: Sumo Logic recommends at most 1 MB of uncompressed data per request.
+    max_request_bytes = 1_000_000
 
     def check(self, destination: Destination) -> list[tuple[str, str]]:
         problems = super().check(destination)
@@ -63,7 +63,7 @@ class SumoLogicKind(DestinationKind):
             if options.get(option):
                 headers[header] = options[option]
         limits = destination.batch
-        for run in split_batch(batch, limits.max_events, limits.max_bytes, overhead=1):
+        for run in split_batch(batch, limits.max_events, self.request_bytes(destination), overhead=1):
             ndjson = b"\n".join(e.body for e in run) + b"\n"
             # Level 1: most of gzip's gain on JSON at a fraction of the CPU of the default.
             yield OutgoingRequest(destination.url, headers, gzip.compress(ndjson, compresslevel=1), run)

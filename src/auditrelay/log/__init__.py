@@ -1,23 +1,11 @@
-"""The append-only event log: append, read after a cursor, browse."""
+"""The event log as delivery sees it: a shared in-memory tail, wake-ups, retention.
 
-from auditrelay.log.event_log import (
-    AppendResult,
-    StoredEvent,
-    append_events,
-    browse,
-    head_seq,
-    read_after,
-)
+Appending and reading the stored log is SQL, in `store`; this layer sits above it and
+keeps what every delivery loop of a process shares.
+"""
+
+from auditrelay.log.retention import run_retention
 from auditrelay.log.tail import LogTail
 from auditrelay.log.wakeups import Wakeups
 
-__all__ = [
-    "AppendResult",
-    "LogTail",
-    "StoredEvent",
-    "Wakeups",
-    "append_events",
-    "browse",
-    "head_seq",
-    "read_after",
-]
+__all__ = ["LogTail", "Wakeups", "run_retention"]

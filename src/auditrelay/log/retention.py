@@ -1,92 +1,18 @@
-"""Retention: remove old events in bulk, never before every destination has passed them.
+"""The retention job: a pass now and then every `retention_interval_seconds`.
 
-Events older than `retention_days` are removed once every destination's cursor is past
-them; events older than `retention_hard_max_days` are removed regardless, so a destination
-forgotten in `paused` cannot keep the log growing forever. Deletion goes by sequence range
-in chunks, each its own short transaction, so ingest is never blocked for long.
+What a pass removes, and why it never removes what a destination still owes, is in
+`store.purge`; this only schedules it, in the process that holds the delivery lock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from dataclasses import dataclass
-
-from sqlalchemy import Connection, delete, func, select
 
 from auditrelay.config import Settings
-from auditrelay.store import Database
-from auditrelay.store.tables import destination_status, events, replays
+from auditrelay.store import Database, purge
 
 log = logging.getLogger(__name__)
-
-DAY_MS = 86_400_000
-CHUNK = 20_000
-
-
-@dataclass(frozen=True, slots=True)
-class PurgePlan:
-    """Remove events with `seq <= through`; `held_back` were past retention but still owed."""
-
-    through: int | None
-    held_back_by_cursor: int | None
-
-
-def plan_purge(conn: Connection, now_ms: int, retention_days: float, hard_max_days: float) -> PurgePlan:
-    expired = conn.execute(
-        select(func.max(events.c.seq)).where(events.c.received_at_ms < now_ms - int(retention_days * DAY_MS))
-    ).scalar()
-    if expired is None:
-        return PurgePlan(None, None)
-    slowest = conn.execute(select(func.min(destination_status.c.cursor))).scalar()
-    # A replay still to run needs its range too.
-    replaying = conn.execute(
-        select(func.min(replays.c.cursor)).where(replays.c.state.in_(("pending", "running")))
-    ).scalar()
-    if replaying is not None:
-        slowest = replaying if slowest is None else min(slowest, replaying)
-    through = expired if slowest is None else min(expired, slowest)
-    hard = conn.execute(
-        select(func.max(events.c.seq)).where(events.c.received_at_ms < now_ms - int(hard_max_days * DAY_MS))
-    ).scalar()
-    if hard is not None:
-        through = max(through, hard)
-    return PurgePlan(through, slowest if through < expired else None)
-
-
-def delete_chunk(conn: Connection, through: int) -> int:
-    """Delete the oldest events up to `through`, at most CHUNK of them; how many went."""
-    oldest = conn.execute(select(func.min(events.c.seq))).scalar()
-    if oldest is None or oldest > through:
-        return 0
-    result = conn.execute(delete(events).where(events.c.seq <= min(through, oldest + CHUNK - 1)))
-    return int(result.rowcount or 0)
-
-
-def purge(db: Database, settings: Settings) -> int:
-    """One retention pass; returns how many events were removed."""
-    with db.read() as conn:
-        plan = plan_purge(
-            conn, int(time.time() * 1000), settings.retention_days, settings.retention_hard_max_days
-        )
-    if plan.held_back_by_cursor is not None:
-        log.info(
-            "retention: events after seq %d are past retention but kept until every destination has them",
-            plan.held_back_by_cursor,
-        )
-    if plan.through is None:
-        return 0
-    removed = 0
-    while True:
-        with db.write() as conn:
-            count = delete_chunk(conn, plan.through)
-        removed += count
-        if count == 0:
-            break
-    if removed:
-        log.info("retention: removed %d events (through seq %d)", removed, plan.through)
-    return removed
 
 
 async def run_retention(db: Database, settings: Settings) -> None:

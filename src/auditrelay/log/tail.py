@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 
-from auditrelay.log.event_log import StoredEvent, read_after
-from auditrelay.store import Database
+from auditrelay.model import StoredEvent
+from auditrelay.store import Database, read_after
 
 
 class LogTail:
@@ -44,7 +44,7 @@ class LogTail:
             if found is None:
                 if result:
                     break
-                return await self._db.run(self._read, cursor, limit)  # behind the window
+                return await self._db.read(read_after, cursor, limit)  # behind the window
             if not found:
                 break
             result += found
@@ -71,7 +71,7 @@ class LogTail:
             # Extend the window when the cursor is at (or just past) its end; a cursor far
             # ahead of a stale window starts a new one where it is.
             start = last if last is not None and last <= cursor <= last + self._chunk else cursor
-            new = await self._db.run(self._read, start, self._chunk)
+            new = await self._db.read(read_after, start, self._chunk)
             if not new:
                 return
             if last is None or new[0].seq != last + 1:
@@ -80,7 +80,3 @@ class LogTail:
                 self._events.extend(new)
             if len(self._events) > self._capacity:
                 del self._events[: len(self._events) - self._capacity]
-
-    def _read(self, cursor: int, limit: int) -> list[StoredEvent]:
-        with self._db.read() as conn:
-            return read_after(conn, cursor, limit)

@@ -1,8 +1,11 @@
 """The database boundary: one engine, SQLite/PostgreSQL differences kept here.
 
-Queries are plain synchronous SQLAlchemy Core, run off the event loop in a small thread
-pool (`Database.run`). One hop per transaction keeps the async side cheap and lets the CLI
-use the very same functions without an event loop.
+Queries are plain synchronous SQLAlchemy Core functions taking a connection, defined in the
+other modules of this package and run off the event loop in a small thread pool:
+`await db.read(fn, ...)` runs `fn(conn, ...)` in a read transaction, `await db.write(fn, ...)`
+in a write transaction. One hop per transaction keeps the async side cheap and lets the CLI
+use the very same functions without an event loop. Database errors never leave this package
+as SQLAlchemy's: an unreachable or failing database is `StoreUnavailable`.
 """
 
 from __future__ import annotations
@@ -15,15 +18,27 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import QueuePool
 
 from auditrelay.config import Settings
+from auditrelay.errors import StoreUnavailable
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """SQLAlchemy's "the database is unreachable or failed" becomes the project's own error."""
+    try:
+        yield
+    except OperationalError as exc:
+        # The cause (host names, SQL) goes to the log with the chained exception, not to callers.
+        raise StoreUnavailable("the database is unavailable; nothing was stored, retry shortly") from exc
 
 
 class Database:
@@ -57,10 +72,15 @@ class Database:
         self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="db")
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[Connection]:
+    def writing(self) -> Iterator[Connection]:
         """A write transaction: BEGIN IMMEDIATE on SQLite, an ordinary one on PostgreSQL."""
         if self.is_sqlite:
-            with self._sqlite_write_lock, self._between_processes(), self.engine.connect() as conn:
+            with (
+                _translated(),
+                self._sqlite_write_lock,
+                self._between_processes(),
+                self.engine.connect() as conn,
+            ):
                 # `info` lives with the pooled DBAPI connection: set for this checkout only.
                 conn.info["write"] = True
                 try:
@@ -69,7 +89,7 @@ class Database:
                 finally:
                     conn.info.pop("write", None)
         else:
-            with self.engine.begin() as conn:
+            with _translated(), self.engine.begin() as conn:
                 yield conn
 
     @contextlib.contextmanager
@@ -90,13 +110,40 @@ class Database:
         return Path(database).resolve()
 
     @contextlib.contextmanager
-    def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+    def reading(self) -> Iterator[Connection]:
+        """A read transaction (a consistent snapshot), rolled back at the end."""
+        with _translated(), self.engine.connect() as conn:
             yield conn
             conn.rollback()
 
+    @property
+    def conninfo(self) -> str:
+        """The PostgreSQL connection string for psycopg itself (locks, LISTEN)."""
+        return self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def read(self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`fn(conn, ...)` in a read transaction, in the pool, without blocking the event loop."""
+
+        def transaction() -> T:
+            with self.reading() as conn:
+                return fn(conn, *args, **kwargs)
+
+        return await self.run(transaction)
+
+    async def write(
+        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`fn(conn, ...)` in a write transaction, in the pool, without blocking the event loop."""
+
+        def transaction() -> T:
+            with self.writing() as conn:
+                return fn(conn, *args, **kwargs)
+
+        return await self.run(transaction)
+
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run a blocking database function in the pool, without blocking the event loop."""
+        """Run a blocking function of this package in the pool (one that opens its own
+        transactions, such as a retention pass)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
 

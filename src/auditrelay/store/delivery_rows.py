@@ -1,4 +1,5 @@
-"""SQL for what delivery leaves behind: attempt history, dead letters, replay jobs."""
+"""SQL for delivery: each destination's status and cursor, attempt history, dead letters,
+replay jobs. The delivery ledger writes through these; the admin services read them."""
 
 from __future__ import annotations
 
@@ -8,36 +9,98 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from auditrelay.model import (
+    AttemptRecord,
+    DeadLetter,
+    DeliveryState,
+    DeliveryStatus,
+    ReplayJob,
+    ReplayState,
+    StoredEvent,
+)
 from auditrelay.store.clock import now_ms
-from auditrelay.store.tables import dead_letters, delivery_attempts, events, replays
+from auditrelay.store.tables import dead_letters, delivery_attempts, destination_status, events, replays
 
 #: Attempts kept per destination; older ones are trimmed.
 ATTEMPT_HISTORY = 200
+_OPEN_REPLAYS = (ReplayState.PENDING.value, ReplayState.RUNNING.value)
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
-    at_ms: int
-    events: int
-    bytes: int
-    http_status: int | None
-    latency_ms: float
-    outcome: str
-    error: str | None
-    replay: bool = False
+# -- status and cursor ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ReplayJob:
-    id: int
-    destination_id: str
-    from_seq: int
-    to_seq: int
-    cursor: int
-    delivered: int
-    state: str
-    created_at_ms: int
-    finished_at_ms: int | None
+def read_status(conn: Connection, destination_id: str) -> DeliveryStatus | None:
+    row = conn.execute(
+        select(destination_status).where(destination_status.c.destination_id == destination_id)
+    ).first()
+    return _status(row._mapping)[1] if row is not None else None
+
+
+def read_statuses(conn: Connection) -> dict[str, DeliveryStatus]:
+    return dict(_status(row._mapping) for row in conn.execute(select(destination_status)))
+
+
+def commit_progress(conn: Connection, destination_id: str, cursor: int, delivered: int) -> None:
+    """Move the cursor after the destination accepted everything up to it."""
+    values: dict[str, Any] = {"cursor": cursor}
+    if delivered:
+        # Only an accepted delivery proves the destination healthy again.
+        values.update(
+            delivered_total=destination_status.c.delivered_total + delivered,
+            last_success_at_ms=now_ms(),
+            state=DeliveryState.HEALTHY,
+            consecutive_failures=0,
+            next_retry_at_ms=None,
+        )
+    conn.execute(
+        update(destination_status)
+        # Strictly forward: committing the same position twice must not count twice.
+        .where(destination_status.c.destination_id == destination_id, destination_status.c.cursor < cursor)
+        .values(**values)
+    )
+
+
+def record_failure(
+    conn: Connection,
+    destination_id: str,
+    state: DeliveryState,
+    http_status: int | None,
+    message: str,
+    failures: int,
+    next_retry_at_ms: int | None,
+) -> None:
+    conn.execute(
+        update(destination_status)
+        .where(destination_status.c.destination_id == destination_id)
+        .values(
+            state=state,
+            last_error_at_ms=now_ms(),
+            last_error_status=http_status,
+            last_error_message=message[:2000],
+            consecutive_failures=failures,
+            next_retry_at_ms=next_retry_at_ms,
+        )
+    )
+
+
+def set_state(conn: Connection, destination_id: str, state: DeliveryState) -> None:
+    """Set the state; back to healthy also clears the failure count and retry time."""
+    values: dict[str, Any] = {"state": state, "next_retry_at_ms": None}
+    if state is DeliveryState.HEALTHY:
+        values["consecutive_failures"] = 0
+    conn.execute(
+        update(destination_status)
+        .where(destination_status.c.destination_id == destination_id)
+        .values(**values)
+    )
+
+
+def _status(row: Any) -> tuple[str, DeliveryStatus]:
+    """A status row as (destination id, status)."""
+    values = dict(row)
+    destination_id = values.pop("destination_id")
+    values["state"] = DeliveryState(values["state"])
+    return destination_id, DeliveryStatus(**values)
 
 
 # -- attempts -----------------------------------------------------------------------------
@@ -80,18 +143,27 @@ def record_attempts(
             )
 
 
-def list_attempts(conn: Connection, destination_id: str, limit: int) -> list[dict[str, Any]]:
+def list_attempts(conn: Connection, destination_id: str, limit: int) -> list[AttemptRecord]:
+    """The newest `limit` attempts, newest first."""
     rows = conn.execute(
         select(delivery_attempts)
         .where(delivery_attempts.c.destination_id == destination_id)
         .order_by(delivery_attempts.c.id.desc())
         .limit(limit)
     )
-    return [dict(row._mapping) for row in rows]
-
-
-def delete_attempts(conn: Connection, destination_id: str) -> None:
-    conn.execute(delete(delivery_attempts).where(delivery_attempts.c.destination_id == destination_id))
+    return [
+        AttemptRecord(
+            at_ms=r.at_ms,
+            events=r.events,
+            bytes=r.bytes,
+            http_status=r.http_status,
+            latency_ms=r.latency_ms,
+            outcome=r.outcome,
+            error=r.error,
+            replay=bool(r.replay),
+        )
+        for r in rows
+    ]
 
 
 # -- dead letters ---------------------------------------------------------------------------
@@ -123,14 +195,14 @@ def add_dead_letter(
 
 def list_dead_letters(
     conn: Connection, destination_id: str, after_id: int, limit: int, ids: Sequence[int] | None = None
-) -> list[dict[str, Any]]:
+) -> list[DeadLetter]:
     query = select(dead_letters).where(
         dead_letters.c.destination_id == destination_id, dead_letters.c.id > after_id
     )
     if ids is not None:
         query = query.where(dead_letters.c.id.in_(list(ids)))
     rows = conn.execute(query.order_by(dead_letters.c.id).limit(limit))
-    return [dict(row._mapping) for row in rows]
+    return [DeadLetter(**{**row._mapping, "body": bytes(row.body)}) for row in rows]
 
 
 def count_dead_letters(conn: Connection, destination_id: str) -> int:
@@ -176,29 +248,29 @@ def create_replay(conn: Connection, destination_id: str, from_seq: int, to_seq: 
             to_seq=to_seq,
             cursor=from_seq - 1,
             delivered=0,
-            state="pending",
+            state=ReplayState.PENDING,
             created_at_ms=now_ms(),
         )
         .returning(*replays.c)
     )
-    return ReplayJob(**result.one()._mapping)
+    return _replay(result.one()._mapping)
 
 
 def pending_replay(conn: Connection, destination_id: str) -> ReplayJob | None:
     row = conn.execute(
         select(replays)
-        .where(replays.c.destination_id == destination_id, replays.c.state.in_(("pending", "running")))
+        .where(replays.c.destination_id == destination_id, replays.c.state.in_(_OPEN_REPLAYS))
         .order_by(replays.c.id)
         .limit(1)
     ).first()
-    return ReplayJob(**row._mapping) if row else None
+    return _replay(row._mapping) if row else None
 
 
 def advance_replay(conn: Connection, replay_id: int, cursor: int, delivered: int, done: bool) -> None:
     values: dict[str, Any] = {
         "cursor": cursor,
         "delivered": replays.c.delivered + delivered,
-        "state": "done" if done else "running",
+        "state": ReplayState.DONE if done else ReplayState.RUNNING,
     }
     if done:
         values["finished_at_ms"] = now_ms()
@@ -212,7 +284,11 @@ def list_replays(conn: Connection, destination_id: str) -> list[ReplayJob]:
         .order_by(replays.c.id.desc())
         .limit(100)
     )
-    return [ReplayJob(**row._mapping) for row in rows]
+    return [_replay(row._mapping) for row in rows]
+
+
+def _replay(row: Any) -> ReplayJob:
+    return ReplayJob(**{**row, "state": ReplayState(row["state"])})
 
 
 # -- log positions in time -----------------------------------------------------------------
@@ -240,6 +316,74 @@ def oldest_pending_received_at(conn: Connection, cursor: int) -> int | None:
     return int(value) if value is not None else None
 
 
-def first_seq_after(conn: Connection, cursor: int) -> int | None:
-    value = conn.execute(select(func.min(events.c.seq)).where(events.c.seq > cursor)).scalar()
-    return int(value) if value is not None else None
+# -- the delivery ledger's transactions -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """One loop's cursor commit, with the attempts it noted since its last write."""
+
+    destination_id: str
+    cursor: int
+    delivered: int
+    records: Sequence[AttemptRecord]
+    trim: bool
+
+
+def commit_progress_group(conn: Connection, group: Sequence[Progress]) -> None:
+    """Several loops' commits in one transaction (the ledger's group commit)."""
+    # One order for every transaction: no lock-order deadlocks between them.
+    for item in sorted(group, key=lambda c: c.destination_id):
+        commit_progress(conn, item.destination_id, item.cursor, item.delivered)
+        record_attempts(conn, item.destination_id, item.records, trim=item.trim)
+
+
+def dead_letter_event(
+    conn: Connection,
+    destination_id: str,
+    event: StoredEvent,
+    event_id: str,
+    attempts: int,
+    http_status: int | None,
+    error: str,
+    delivered: int,
+    records: list[AttemptRecord],
+    trim: bool,
+) -> None:
+    """Set an event aside and move the cursor to it, with the attempts since the last write."""
+    add_dead_letter(conn, destination_id, event.seq, event_id, event.body, attempts, http_status, error)
+    # Everything before this event is delivered or set aside: moving the cursor past it in
+    # the same transaction means a crash cannot dead-letter it twice.
+    commit_progress(conn, destination_id, event.seq, delivered)
+    record_attempts(conn, destination_id, records, trim=trim)
+
+
+def record_failed_attempt(
+    conn: Connection,
+    destination_id: str,
+    state: DeliveryState,
+    http_status: int | None,
+    message: str,
+    failures: int,
+    next_retry_ms: int,
+    records: list[AttemptRecord],
+    trim: bool,
+) -> None:
+    """A failed attempt's state and error, with the attempts since the last write."""
+    record_failure(conn, destination_id, state, http_status, message, failures, next_retry_ms)
+    record_attempts(conn, destination_id, records, trim=trim)
+
+
+def record_replay_progress(
+    conn: Connection,
+    destination_id: str,
+    job_id: int,
+    cursor: int,
+    delivered: int,
+    done: bool,
+    records: list[AttemptRecord],
+    trim: bool,
+) -> None:
+    """A replay job's progress, with the attempts since the last write."""
+    advance_replay(conn, job_id, cursor, delivered, done)
+    record_attempts(conn, destination_id, records, trim=trim)

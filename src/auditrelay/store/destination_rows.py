@@ -1,16 +1,19 @@
-"""SQL for destinations and their delivery status (settings encrypted where secret)."""
+"""SQL for destination settings: one row each, secrets sealed, and its status row created.
+
+`DestinationRows` holds the key that seals and opens secrets, so every read of a
+destination goes through it and comes out as a `Destination` with its secrets open.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, delete, insert, select, update
 
-from auditrelay.destinations.model import BatchSettings, Destination, Header
-from auditrelay.security.secrets import SecretBox
-from auditrelay.store.clock import now_ms
+from auditrelay.errors import NotFound
+from auditrelay.model import BatchSettings, DeliveryState, Destination, Header
+from auditrelay.security import SecretBox
 from auditrelay.store.tables import (
     dead_letters,
     delivery_attempts,
@@ -18,19 +21,6 @@ from auditrelay.store.tables import (
     destinations,
     replays,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryStatus:
-    cursor: int
-    delivered_total: int
-    state: str
-    last_success_at_ms: int | None
-    last_error_at_ms: int | None
-    last_error_status: int | None
-    last_error_message: str | None
-    consecutive_failures: int
-    next_retry_at_ms: int | None
 
 
 class DestinationRows:
@@ -46,7 +36,7 @@ class DestinationRows:
                 destination_id=destination.id,
                 cursor=cursor,
                 delivered_total=0,
-                state="healthy" if destination.active else "paused",
+                state=DeliveryState.HEALTHY if destination.active else DeliveryState.PAUSED,
                 consecutive_failures=0,
             )
         )
@@ -59,7 +49,7 @@ class DestinationRows:
             conn.execute(
                 update(destination_status)
                 .where(destination_status.c.destination_id == destination.id)
-                .values(state="paused", next_retry_at_ms=None)
+                .values(state=DeliveryState.PAUSED, next_retry_at_ms=None)
             )
 
     def delete(self, conn: Connection, destination_id: str) -> None:
@@ -72,6 +62,15 @@ class DestinationRows:
         row = conn.execute(select(destinations).where(destinations.c.id == destination_id)).first()
         return self._destination(row._mapping) if row else None
 
+    def visible(self, conn: Connection, destination_id: str, scope: str | None) -> Destination:
+        """The destination, if the caller may see it: `scope` is the caller's organization
+        (None for instance-wide). Another organization's destination does not exist, as far
+        as the caller knows: `NotFound`, not forbidden."""
+        destination = self.get(conn, destination_id)
+        if destination is None or (scope is not None and destination.org != scope):
+            raise NotFound(f"no destination with id {destination_id!r}")
+        return destination
+
     def list(self, conn: Connection, org: str | None = None, *, all_orgs: bool = True) -> list[Destination]:
         query = select(destinations).order_by(destinations.c.created_at_ms, destinations.c.id)
         if not all_orgs:
@@ -82,72 +81,6 @@ class DestinationRows:
         """id -> (version, active) of every destination: cheap to poll for changes."""
         rows = conn.execute(select(destinations.c.id, destinations.c.version, destinations.c.active))
         return {row.id: (row.version, row.active) for row in rows}
-
-    # -- delivery status ----------------------------------------------------------------
-
-    def status(self, conn: Connection, destination_id: str) -> DeliveryStatus | None:
-        row = conn.execute(
-            select(destination_status).where(destination_status.c.destination_id == destination_id)
-        ).first()
-        return _status(row._mapping)[1] if row is not None else None
-
-    def statuses(self, conn: Connection) -> dict[str, DeliveryStatus]:
-        return dict(_status(row._mapping) for row in conn.execute(select(destination_status)))
-
-    def commit_progress(self, conn: Connection, destination_id: str, cursor: int, delivered: int) -> None:
-        """Move the cursor after the destination accepted everything up to it."""
-        values: dict[str, Any] = {"cursor": cursor}
-        if delivered:
-            # Only an accepted delivery proves the destination healthy again.
-            values.update(
-                delivered_total=destination_status.c.delivered_total + delivered,
-                last_success_at_ms=now_ms(),
-                state="healthy",
-                consecutive_failures=0,
-                next_retry_at_ms=None,
-            )
-        conn.execute(
-            update(destination_status)
-            # Strictly forward: committing the same position twice must not count twice.
-            .where(
-                destination_status.c.destination_id == destination_id, destination_status.c.cursor < cursor
-            )
-            .values(**values)
-        )
-
-    def record_failure(
-        self,
-        conn: Connection,
-        destination_id: str,
-        state: str,
-        http_status: int | None,
-        message: str,
-        failures: int,
-        next_retry_at_ms: int | None,
-    ) -> None:
-        conn.execute(
-            update(destination_status)
-            .where(destination_status.c.destination_id == destination_id)
-            .values(
-                state=state,
-                last_error_at_ms=now_ms(),
-                last_error_status=http_status,
-                last_error_message=message[:2000],
-                consecutive_failures=failures,
-                next_retry_at_ms=next_retry_at_ms,
-            )
-        )
-
-    def set_state(self, conn: Connection, destination_id: str, state: str) -> None:
-        """Set the state; back to healthy also clears the failure count and retry time."""
-        values: dict[str, Any] = {"state": state, "next_retry_at_ms": None}
-        if state == "healthy":
-            values["consecutive_failures"] = 0
-        conn.execute(
-            update(destination_status)
-            .where(destination_status.c.destination_id == destination_id)
-            .values(**values)
-        )
 
     # -- mapping --------------------------------------------------------------------
 
@@ -213,11 +146,3 @@ class DestinationRows:
             created_at_ms=row["created_at_ms"],
             updated_at_ms=row["updated_at_ms"],
         )
-
-
-def _status(row: Any) -> tuple[str, DeliveryStatus]:
-    """A status row as (destination id, status), without the lease bookkeeping."""
-    values = dict(row)
-    destination_id = values.pop("destination_id")
-    del values["lease_holder"], values["lease_expires_at_ms"]
-    return destination_id, DeliveryStatus(**values)

@@ -8,6 +8,7 @@ from alembic import command
 from alembic.config import Config
 
 from auditrelay.store.database import Database
+from auditrelay.store.locks import MIGRATION_LOCK_KEY
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -18,6 +19,6 @@ def upgrade_to_head(database: Database) -> None:
     with database.engine.begin() as conn:
         if database.is_postgresql:
             # Several processes may start at once against one database: migrate one at a time.
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(8700001)")
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
         config.attributes["connection"] = conn
         command.upgrade(config, "head")

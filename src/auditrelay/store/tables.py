@@ -98,9 +98,6 @@ destination_status = Table(
     Column("last_error_message", Text, nullable=True),
     Column("consecutive_failures", Integer, nullable=False, default=0),
     Column("next_retry_at_ms", BigInteger, nullable=True),
-    #: Which process runs this destination's loop, until when (scale-out on PostgreSQL).
-    Column("lease_holder", String(100), nullable=True),
-    Column("lease_expires_at_ms", BigInteger, nullable=True),
 )
 
 #: Events a destination refused on their own, again and again: set aside so the stream

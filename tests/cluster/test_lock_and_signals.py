@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from auditrelay.cluster import FileLock, PostgresAdvisoryLock
-from auditrelay.cluster.signals import DESTINATIONS, EVENTS, SignalReceiver, SignalSender
+from auditrelay.cluster import DESTINATIONS, EVENTS, FileLock, SignalReceiver, SignalSender
+from auditrelay.store import PostgresAdvisoryLock
 from tests.conftest import Databases
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from auditrelay.security.url_guard import UnsafeUrl, check_destination_url
+from auditrelay.security import UnsafeUrl, check_destination_url
 
 
 @pytest.mark.parametrize(

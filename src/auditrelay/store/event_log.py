@@ -14,35 +14,37 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, select, update
+from sqlalchemy.exc import IntegrityError
 
+from auditrelay.errors import Conflict
 from auditrelay.events import ValidEvent
-from auditrelay.log.wakeups import CHANNEL
+from auditrelay.model import AppendResult, StoredEvent
+from auditrelay.store.database import Database
+from auditrelay.store.notifications import CHANNEL
 from auditrelay.store.tables import events, log_head
 
 #: Bound the IN (...) list used to find already-stored ids.
 _ID_LOOKUP_CHUNK = 500
+#: A concurrent request storing the same id makes an append fail on the unique index; it is
+#: then retried, and finds the id stored.
+APPEND_ATTEMPTS = 3
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """An event as the delivery loop reads it: the filterable columns and the stored bytes."""
+def store_events(db: Database, batch: Sequence[ValidEvent], org: str | None) -> AppendResult:
+    """Append `batch` in a transaction of its own (blocking; run it with `db.run`).
 
-    seq: int
-    org: str | None
-    action: str
-    entity_path: str | None
-    occurred_at_ms: int
-    body: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class AppendResult:
-    stored: int
-    duplicates: int
-    head: int
+    Retried when another request committed one of these ids between the duplicate lookup and
+    the insert: the retry finds it stored and skips it.
+    """
+    for _attempt in range(APPEND_ATTEMPTS):
+        try:
+            with db.writing() as conn:
+                return append_events(conn, batch, org)
+        except IntegrityError:
+            continue
+    raise Conflict("other requests kept storing these event ids at the same moment; send them again")
 
 
 def append_events(conn: Connection, batch: Sequence[ValidEvent], org: str | None) -> AppendResult:
@@ -52,7 +54,7 @@ def append_events(conn: Connection, batch: Sequence[ValidEvent], org: str | None
     producer retried, and the log keeps one copy. Duplicates are looked up *before* the log
     lock is taken, so the lock is held only for the insert and the commit; if another
     transaction commits one of these ids in between, the unique index raises
-    `IntegrityError` and the caller retries on a fresh transaction (see `ingest`).
+    `IntegrityError` and `store_events` retries on a fresh transaction.
     """
     if conn.dialect.name == "postgresql":
         stored_ids, append = _stored_ids_postgresql, _append_postgresql
@@ -184,8 +186,8 @@ def read_after(conn: Connection, cursor: int, limit: int) -> list[StoredEvent]:
 
 def browse(
     conn: Connection, after: int, limit: int, action: str | None, org: str | None
-) -> list[tuple[int, int, bytes]]:
-    """Rows (seq, received_at_ms, body) for the admin's view of the log."""
+) -> tuple[list[tuple[int, int, bytes]], int]:
+    """Rows (seq, received_at_ms, body) for the admin's view of the log, and the head."""
     query = select(events.c.seq, events.c.received_at_ms, events.c.body).where(events.c.seq > after)
     if action:
         if action.endswith(".*"):
@@ -196,4 +198,4 @@ def browse(
     if org is not None:
         query = query.where(events.c.org == org)
     rows = conn.execute(query.order_by(events.c.seq).limit(limit))
-    return [(int(r[0]), int(r[1]), bytes(r[2])) for r in rows]
+    return [(int(r[0]), int(r[1]), bytes(r[2])) for r in rows], head_seq(conn)

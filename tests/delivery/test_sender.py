@@ -12,9 +12,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from auditrelay.delivery.sender import MAX_ANSWER_BYTES, Attempt, attempt, new_client
-from auditrelay.destinations import KINDS, Outcome, OutgoingRequest
-from auditrelay.destinations.base import USER_AGENT
-from auditrelay.security.url_guard import UnsafeUrl, check_destination_url
+from auditrelay.destinations import KINDS, USER_AGENT, Outcome, OutgoingRequest
+from auditrelay.security import UnsafeUrl, check_destination_url
 from tests.support import Receiver, free_port
 
 JSON_HEADERS = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X-Custom": "yes"}

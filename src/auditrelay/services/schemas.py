@@ -1,11 +1,14 @@
-"""What an admin may send to create or change a destination, validated with clear messages."""
+"""What an admin may send: destinations to create or change, replays, resends; validated
+here with clear messages, before any service code runs."""
 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from auditrelay.destinations import KINDS, MASKED, check_header_text, kind_names
 
 MAX_HEADERS = 20
 #: RFC 9110 `token`: the characters a header field name may use.
@@ -26,11 +29,6 @@ RESERVED_HEADERS = {
     "user-agent",
     "x-auditrelay-streaming-token",
 }
-#: What a header value may hold: visible ASCII, spaces and tabs (RFC 9110 field-vchar,
-#: without obs-text, which receivers decode inconsistently).
-HEADER_VALUE = re.compile(r"^[\x20-\x7e\t]*$")
-#: A masked secret as the API shows it; sent back, it must not replace the real one.
-MASKED = re.compile(r"\*{8}")
 EVENT_TYPE = re.compile(r"^(\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?)$")
 MEDIA_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+(\s*;\s*[\w.+-]+=[\w.+\"-]+)*$")
 VERIFICATION_TOKEN = re.compile(r"^[\x21-\x7e]{16,200}$")
@@ -64,21 +62,6 @@ class BatchIn(BaseModel):
     max_events: int | None = Field(default=None, ge=1, le=10_000)
     max_bytes: int | None = Field(default=None, ge=1024, le=10_000_000)
     linger_ms: int | None = Field(default=None, ge=0, le=10_000)
-
-
-def check_header_text(value: str | None, what: str) -> str | None:
-    """Refuse what cannot travel in an HTTP header: CR/LF (injection), NUL, non-ASCII."""
-    if value is None:
-        return None
-    if any(ch in value for ch in "\r\n\x00"):
-        raise ValueError(f"{what} must not contain CR, LF or NUL characters")
-    if not HEADER_VALUE.match(value):
-        raise ValueError(f"{what} must be printable ASCII (it travels in an HTTP header)")
-    if MASKED.search(value):
-        raise ValueError(
-            f"{what} looks like a masked secret ('********'); send the real value, or omit it to keep it"
-        )
-    return value
 
 
 def _check_headers(headers: list[HeaderIn] | None) -> list[HeaderIn] | None:
@@ -115,6 +98,12 @@ def _check_namespaces(values: list[str] | None) -> list[str] | None:
     return cleaned
 
 
+def _check_kind(value: str | None) -> str | None:
+    if value is not None and value not in KINDS:
+        raise ValueError(f"unknown kind {value!r}; the kinds are {', '.join(kind_names())}")
+    return value
+
+
 def _check_content_type(value: str | None) -> str | None:
     if value is not None and not MEDIA_TYPE.match(value):
         raise ValueError("must be a media type such as 'application/json'")
@@ -137,7 +126,8 @@ class _DestinationFields(BaseModel):
 
 class DestinationCreate(_DestinationFields):
     name: str = Field(min_length=1, max_length=200)
-    kind: Literal["http", "splunk_hec", "sumo_logic"]
+    #: A registered kind's name (`destinations.KINDS`).
+    kind: str
     url: str = Field(min_length=1, max_length=2048)
     token: str | None = Field(default=None, min_length=1, max_length=2048)
     verification_token: str | None = None
@@ -145,6 +135,8 @@ class DestinationCreate(_DestinationFields):
     org: str | None = Field(default=None, min_length=1, max_length=200)
     options: dict[str, object] = Field(default_factory=dict)
     batch: BatchIn | None = None
+
+    _kind = field_validator("kind")(_check_kind)
 
     @field_validator("verification_token")
     @classmethod
@@ -172,7 +164,7 @@ class DestinationPatch(_DestinationFields):
     """Every field optional; absent means unchanged. `verification_token` never changes."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    kind: Literal["http", "splunk_hec", "sumo_logic"] | None = None
+    kind: str | None = None
     url: str | None = Field(default=None, min_length=1, max_length=2048)
     token: str | None = Field(default=None, min_length=1, max_length=2048)
     #: Accepted only when it equals the current one (a client sending back what it read).
@@ -181,5 +173,39 @@ class DestinationPatch(_DestinationFields):
     options: dict[str, object] | None = None
     batch: BatchIn | None = None
 
+    _kind = field_validator("kind")(_check_kind)
     _token_text = field_validator("token")(DestinationCreate._token_text.__func__)  # type: ignore[attr-defined]
     _url_not_masked = field_validator("url")(DestinationCreate._url_not_masked.__func__)  # type: ignore[attr-defined]
+
+
+#: Dead letters re-sent by one call at most (each is one request).
+MAX_RESEND = 100
+
+
+class ReplayRequest(BaseModel):
+    """A range of the log, by sequence numbers or by the time events were stored."""
+
+    model_config = ConfigDict(extra="forbid")
+    from_seq: int | None = Field(default=None, ge=1)
+    to_seq: int | None = Field(default=None, ge=1)
+    from_time: datetime | None = None
+    to_time: datetime | None = None
+
+    @model_validator(mode="after")
+    def _one_kind_of_range(self) -> ReplayRequest:
+        by_seq = self.from_seq is not None or self.to_seq is not None
+        by_time = self.from_time is not None or self.to_time is not None
+        if by_seq == by_time:
+            raise ValueError(
+                "give a range either by sequence (from_seq, to_seq) or by time (from_time, to_time)"
+            )
+        for moment in (self.from_time, self.to_time):
+            if moment is not None and moment.tzinfo is None:
+                raise ValueError("times need a UTC offset, e.g. 2024-11-13T06:00:00Z")
+        return self
+
+
+class ResendRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    #: Dead letters to re-send; the oldest ones (up to 100) when absent.
+    ids: list[int] | None = Field(default=None, max_length=MAX_RESEND)

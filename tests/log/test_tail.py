@@ -7,8 +7,8 @@ from pathlib import Path
 
 from auditrelay.config import Settings
 from auditrelay.events import validate_events
-from auditrelay.log import LogTail, append_events, read_after
-from auditrelay.store import Database, upgrade_to_head
+from auditrelay.log import LogTail
+from auditrelay.store import Database, append_events, read_after, upgrade_to_head
 from tests.support import make_event
 
 
@@ -17,11 +17,11 @@ def test_reads_through_the_tail_equal_reads_from_the_database(tmp_path: Path) ->
     upgrade_to_head(db)
 
     def append(count: int) -> None:
-        with db.write() as conn:
+        with db.writing() as conn:
             append_events(conn, validate_events([make_event() for _ in range(count)]), None)
 
     def direct(cursor: int, limit: int) -> list[int]:
-        with db.read() as conn:
+        with db.reading() as conn:
             return [e.seq for e in read_after(conn, cursor, limit)]
 
     async def scenario() -> None:
@@ -49,10 +49,10 @@ def test_a_cursor_below_what_retention_kept_jumps_to_the_oldest_remaining_event(
 
     db = Database(Settings(data_dir=tmp_path, sqlite_synchronous="NORMAL"))
     upgrade_to_head(db)
-    with db.write() as conn:
+    with db.writing() as conn:
         append_events(conn, validate_events([make_event() for _ in range(50)]), None)
         conn.execute(delete(events).where(events.c.seq <= 30))
-    with db.read() as conn:
+    with db.reading() as conn:
         assert [e.seq for e in read_after(conn, 0, 10)] == list(range(31, 41))
         assert [e.seq for e in read_after(conn, 25, 100)] == list(range(31, 51))
         assert read_after(conn, 50, 10) == []

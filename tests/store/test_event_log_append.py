@@ -11,8 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from auditrelay.config import Settings
 from auditrelay.events import ValidEvent, validate_events
-from auditrelay.log import append_events, event_log, head_seq, read_after
-from auditrelay.store import Database, upgrade_to_head
+from auditrelay.store import Database, append_events, event_log, head_seq, read_after, upgrade_to_head
 from tests.conftest import Databases
 from tests.support import make_event
 
@@ -43,13 +42,13 @@ def test_an_append_stores_every_column_as_given_in_batch_order(db: Database) -> 
         occurred_at_ms=0,
         body=b"\x00\xff\xfe\\x00'\"{},NULL",
     )
-    with db.write() as conn:
+    with db.writing() as conn:
         first = append_events(conn, [*batch, raw], None)
-    with db.write() as conn:
+    with db.writing() as conn:
         second = append_events(conn, validate_events([make_event()]), "acme")
     assert (first.stored, first.duplicates, first.head) == (4, 0, 4)
     assert (second.stored, second.head) == (1, 5)
-    with db.read() as conn:
+    with db.reading() as conn:
         stored = read_after(conn, 0, 10)
     assert [e.seq for e in stored] == [1, 2, 3, 4, 5]
     assert [(e.org, e.action, e.entity_path, e.occurred_at_ms, e.body) for e in stored[:4]] == [
@@ -62,18 +61,18 @@ def test_an_append_stores_every_column_as_given_in_batch_order(db: Database) -> 
 
 def test_an_id_already_stored_or_repeated_in_the_batch_is_stored_once(db: Database) -> None:
     old = validate_events([make_event()])
-    with db.write() as conn:
+    with db.writing() as conn:
         append_events(conn, old, None)
     a, b, c = validate_events([make_event(), make_event(), make_event()])
     # The second copy of `a` differs: the first one in the batch is the one kept.
     a_again = validate_events([make_event(id=a.id, action="document.other")])[0]
-    with db.write() as conn:
+    with db.writing() as conn:
         result = append_events(conn, [a, old[0], b, a_again, c, b], None)
     assert (result.stored, result.duplicates, result.head) == (3, 3, 4)
-    with db.write() as conn:
+    with db.writing() as conn:
         resent = append_events(conn, [c, a], None)
     assert (resent.stored, resent.duplicates, resent.head) == (0, 2, 4)
-    with db.read() as conn:
+    with db.reading() as conn:
         stored = read_after(conn, 0, 10)
     assert [(e.seq, e.body) for e in stored] == [(1, old[0].body), (2, a.body), (3, b.body), (4, c.body)]
 
@@ -82,17 +81,17 @@ def test_an_id_committed_after_the_lookup_fails_the_append_without_a_gap(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     taken = validate_events([make_event()])
-    with db.write() as conn:
+    with db.writing() as conn:
         append_events(conn, taken, None)
     # As if another request committed `taken` between this append's lookup and its lock.
     monkeypatch.setattr(event_log, "_stored_ids_sqlite", lambda conn, batch: set())
     monkeypatch.setattr(event_log, "_stored_ids_postgresql", lambda conn, batch: set())
-    with pytest.raises(IntegrityError), db.write() as conn:
+    with pytest.raises(IntegrityError), db.writing() as conn:
         append_events(conn, [*validate_events([make_event()]), *taken], None)
     monkeypatch.undo()
-    with db.write() as conn:
+    with db.writing() as conn:
         retried = append_events(conn, validate_events([make_event()]), None)
     assert retried.head == 2
-    with db.read() as conn:
+    with db.reading() as conn:
         assert head_seq(conn) == 2
         assert [e.seq for e in read_after(conn, 0, 10)] == [1, 2]

@@ -1,46 +1,19 @@
-"""API tokens: admin tokens manage destinations, ingest tokens only write events.
-
-Only the SHA-256 of a token is stored; the token itself is shown once, when created.
-Tokens are long random strings, so a plain hash is enough (no per-token salt needed).
-"""
+"""SQL for API tokens: stored as SHA-256 digests, looked up by digest."""
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import time
 import uuid
-from dataclasses import dataclass
-from enum import StrEnum
 
 from sqlalchemy import Connection, func, insert, select
 
+from auditrelay.security import Principal, Role, digest, new_token
 from auditrelay.store.tables import api_tokens
-
-TOKEN_PREFIX = {"admin": "ar_admin_", "ingest": "ar_ingest_"}
-
-
-class Role(StrEnum):
-    ADMIN = "admin"
-    INGEST = "ingest"
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling: resolved from a bearer token."""
-
-    token_id: str
-    name: str
-    role: Role
-    org: str | None
-
-
-def digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def create_token(conn: Connection, role: Role, name: str, org: str | None = None) -> str:
-    token = TOKEN_PREFIX[role.value] + secrets.token_urlsafe(32)
+    """Store a new token's digest and return the token, which is never stored itself."""
+    token = new_token(role)
     conn.execute(
         insert(api_tokens).values(
             id=str(uuid.uuid4()),

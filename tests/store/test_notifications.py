@@ -8,9 +8,8 @@ import psycopg
 
 from auditrelay.config import Settings
 from auditrelay.events import validate_events
-from auditrelay.log import Wakeups, append_events
-from auditrelay.log.wakeups import CHANNEL, PostgresListener
-from auditrelay.store import Database, upgrade_to_head
+from auditrelay.log import Wakeups
+from auditrelay.store import CHANNEL, Database, PostgresListener, append_events, upgrade_to_head
 from tests.conftest import Databases
 from tests.support import make_event
 
@@ -26,9 +25,10 @@ def test_an_append_in_another_connection_wakes_a_listening_process(databases: Da
         listener = PostgresListener(url, {CHANNEL: wakeups.wake_local}, asyncio.get_running_loop())
         listener.start()
         try:
-            await asyncio.sleep(0.5)  # let it LISTEN
+            # Wait for the listener itself to say it LISTENs, not for a guess of how long it takes.
+            assert await asyncio.to_thread(listener.ready.wait, 10), "the listener never started listening"
             flag.clear()
-            with db.write() as conn:  # as another process would: no direct notify() call
+            with db.writing() as conn:  # as another process would: no direct notify() call
                 append_events(conn, validate_events([make_event()]), None)
             await asyncio.wait_for(flag.wait(), timeout=5)
             return True

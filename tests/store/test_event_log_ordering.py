@@ -10,8 +10,7 @@ import pytest
 
 from auditrelay.config import Settings
 from auditrelay.events import validate_events
-from auditrelay.log import append_events, read_after
-from auditrelay.store import Database, upgrade_to_head
+from auditrelay.store import Database, append_events, read_after, upgrade_to_head
 from tests.conftest import Databases
 from tests.support import make_event
 
@@ -37,7 +36,7 @@ def test_a_cursor_reader_sees_every_event_of_concurrent_appends(
         try:
             for _ in range(APPENDS_PER_WRITER):
                 batch = validate_events([make_event() for _ in range(EVENTS_PER_APPEND)])
-                with db.write() as conn:
+                with db.writing() as conn:
                     append_events(conn, batch, None)
                 with written_lock:
                     written.extend(e.id for e in batch)
@@ -52,7 +51,7 @@ def test_a_cursor_reader_sees_every_event_of_concurrent_appends(
         # Read exactly as a delivery loop does: after the cursor, move it to the last seen.
         while True:
             finished = done.is_set()
-            with db.read() as conn:
+            with db.reading() as conn:
                 batch = read_after(conn, cursor, 7)
             for event in batch:
                 seen.append(event.seq)

@@ -10,14 +10,13 @@ import pytest
 from sqlalchemy import func, select
 
 from auditrelay.config import Settings
-from auditrelay.delivery.progress import ProgressWriter
-from auditrelay.security.secrets import SecretBox
-from auditrelay.store import Database, upgrade_to_head
-from auditrelay.store import delivery_rows as dr
-from auditrelay.store.destination_rows import DestinationRows
+from auditrelay.delivery import CursorCommits
+from auditrelay.model import AttemptRecord
+from auditrelay.security import SecretBox
+from auditrelay.store import Database, DestinationRows, upgrade_to_head
 from auditrelay.store.tables import delivery_attempts, destination_status
 from tests.conftest import Databases
-from tests.test_destination_kinds import destination
+from tests.destinations.test_kinds import destination
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -28,28 +27,29 @@ def test_concurrent_commits_land_together_and_a_failing_one_fails_alone(
     upgrade_to_head(db)
     rows = DestinationRows(SecretBox.from_settings("", tmp_path))
     ids = [f"d{n}" for n in range(20)]
-    with db.write() as conn:
+    with db.writing() as conn:
         for destination_id in ids:
             rows.insert(conn, dataclasses.replace(destination("http"), id=destination_id), 0)
-    record = dr.AttemptRecord(1, 1, 10, 200, 1.0, "delivered", None, False)
+    record = AttemptRecord(1, 1, 10, 200, 1.0, "delivered", None, False)
     transactions = 0
-    original_write = ProgressWriter._write
+    original_write = db.write
 
-    def counting_write(self: ProgressWriter, group: list) -> None:  # type: ignore[type-arg]
+    async def counting_write(fn, *args):  # type: ignore[no-untyped-def]
         nonlocal transactions
         transactions += 1
-        original_write(self, group)
+        return await original_write(fn, *args)
+
+    db.write = counting_write  # type: ignore[method-assign]
 
     async def scenario(cursor: int, broken: bool) -> list[BaseException | None]:
-        writer = ProgressWriter(db, rows)
-        writer._write = counting_write.__get__(writer)  # type: ignore[method-assign]
+        writer = CursorCommits(db)
         commits = [writer.commit(d, cursor, 5, [record], trim=False) for d in ids]
         if broken:  # a cursor no database column can hold breaks its transaction
             commits.append(writer.commit(ids[0], 2**70, 5, [record], trim=False))
         return await asyncio.gather(*commits, return_exceptions=True)
 
     def stored() -> tuple[list[tuple[int, int]], int]:
-        with db.read() as conn:
+        with db.reading() as conn:
             status = conn.execute(select(destination_status.c.cursor, destination_status.c.delivered_total))
             attempts = conn.execute(select(func.count()).select_from(delivery_attempts)).scalar_one()
             return sorted(tuple(row) for row in status), attempts

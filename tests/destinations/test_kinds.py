@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import gzip
 import random
+from dataclasses import replace
 from typing import Any
 
 import orjson
 import pytest
 
-from auditrelay.delivery.retry import retry_delay
-from auditrelay.destinations import KINDS, BatchSettings, Destination, EventFilter, Header, Outcome
-from auditrelay.destinations.base import USER_AGENT, classify_status, parse_retry_after
+from auditrelay.delivery import RetryPolicy, retry_delay
+from auditrelay.destinations import (
+    KINDS,
+    USER_AGENT,
+    EventFilter,
+    Outcome,
+    classify_status,
+    parse_retry_after,
+)
 from auditrelay.destinations.splunk_hec import event_url, hec_token
-from auditrelay.log import StoredEvent
+from auditrelay.model import BatchSettings, Destination, Header, StoredEvent
 from tests.support import split_concatenated_json
 
 
@@ -147,6 +154,32 @@ def test_sumo_sends_gzip_ndjson_and_metadata_headers() -> None:
     ) == ("c", "n", "h", "a=b")
 
 
+def test_sumo_requests_stay_within_1_mb_uncompressed_whatever_the_batch_allows() -> None:
+    """Sumo Logic recommends at most 1 MB of uncompressed data per request; a destination's
+    batch may allow 10 MB, the kind caps each request anyway."""
+    big = [
+        StoredEvent(n, None, "a.b", None, 0, orjson.dumps({"id": f"id-{n}", "pad": "x" * 200_000}))
+        for n in range(1, 13)
+    ]
+    d = destination("sumo_logic", batch=BatchSettings(max_events=1000, max_bytes=10_000_000, linger_ms=0))
+    requests = list(KINDS["sumo_logic"].requests(d, big))
+    sizes = [len(gzip.decompress(r.content)) for r in requests]
+    assert len(requests) > 1 and max(sizes) <= 1_000_000, sizes
+    assert [e.seq for r in requests for e in r.events] == list(range(1, 13)), "all of them, in order"
+    # Without the cap (another kind with the same batch), one request would take them all.
+    (one,) = KINDS["http"].requests(replace(d, kind="http", options={"batch_format": "ndjson"}), big)
+    assert len(one.content) > 2_000_000
+
+
+def test_kinds_declare_how_they_batch_and_read() -> None:
+    per_event = destination("http", batch=BatchSettings(max_events=100, max_bytes=1_000_000, linger_ms=5))
+    batching = replace(per_event, options={"batch_format": "json_array"})
+    assert KINDS["http"].one_event_per_request(per_event) and KINDS["http"].read_limit(per_event) == 100
+    assert not KINDS["http"].one_event_per_request(batching) and KINDS["http"].read_limit(batching) == 1000
+    hec = replace(per_event, kind="splunk_hec", token="t")
+    assert not KINDS["splunk_hec"].one_event_per_request(hec)
+
+
 def test_status_classification_and_retry_after() -> None:
     assert classify_status(204, {}, b"").outcome is Outcome.DELIVERED
     assert classify_status(408, {}, b"").outcome is Outcome.RETRY
@@ -158,14 +191,17 @@ def test_status_classification_and_retry_after() -> None:
     assert parse_retry_after("soon") is None
 
 
+POLICY = RetryPolicy(initial_seconds=1.0, max_seconds=300.0, unauthorized_seconds=60.0)
+
+
 def test_retry_delay_grows_with_jitter_caps_and_honours_retry_after() -> None:
     rng = random.Random(1)
-    delays = [retry_delay(Outcome.RETRY, n, None, 1.0, 300.0, 60.0, rng) for n in range(1, 12)]
+    delays = [retry_delay(Outcome.RETRY, n, None, POLICY, rng) for n in range(1, 12)]
     for n, delay in enumerate(delays, start=1):
         base = min(300.0, 2 ** (n - 1))
         assert base / 2 <= delay <= base
-    assert retry_delay(Outcome.RETRY, 3, 42.0, 1.0, 300.0, 60.0) == 42.0
-    assert retry_delay(Outcome.UNAUTHORIZED, 1, None, 1.0, 300.0, 60.0) == 60.0
+    assert retry_delay(Outcome.RETRY, 3, 42.0, POLICY) == 42.0
+    assert retry_delay(Outcome.UNAUTHORIZED, 1, None, POLICY) == 60.0
 
 
 def test_filters_exact_prefix_namespace_and_org() -> None:
@@ -180,3 +216,20 @@ def test_filters_exact_prefix_namespace_and_org() -> None:
     assert f.matches(stored(1, org="acme")) and not f.matches(stored(1, org="other"))
     assert not f.matches(stored(1, org=None))
     assert EventFilter(None, ("*",), ()).matches(stored(1, "any.thing"))
+
+
+def test_importing_a_kind_loads_neither_the_database_nor_an_http_client() -> None:
+    """Kinds are pure: rendering a batch and reading an answer need no driver or client."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, auditrelay.destinations.splunk_hec, auditrelay.destinations.sumo_logic; "
+        "print(sorted(m for m in ('sqlalchemy', 'psycopg', 'aiohttp', 'alembic', 'httpx') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+    # The probe can see a loaded module: the same check on the store finds SQLAlchemy.
+    store = probe.replace("auditrelay.destinations.splunk_hec", "auditrelay.store")
+    loaded = subprocess.run([sys.executable, "-c", store], capture_output=True, text=True, check=True)
+    assert "sqlalchemy" in loaded.stdout

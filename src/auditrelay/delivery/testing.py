@@ -1,0 +1,178 @@
+"""In-memory stand-ins for the loop's collaborators, for unit tests (and benchmarks).
+
+`InMemoryLedger` keeps what `StoreLedger` writes to the database, with the same rules (the
+cursor only moves forward, accepted deliveries make the destination healthy, the history is
+capped); `ListSource` serves a list of events as the log; `ScriptedSender` answers requests
+from a function, recording each one. Like procrastinate's `InMemoryConnector`, they let the
+delivery loop run in milliseconds, without a database, a network or a subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from auditrelay.delivery.sender import Attempt
+from auditrelay.destinations import OutgoingRequest, Verdict
+from auditrelay.model import AttemptRecord, DeliveryState, ReplayJob, ReplayState, StoredEvent
+from auditrelay.security import UnsafeUrl
+from auditrelay.store import ATTEMPT_HISTORY
+
+
+@dataclass
+class InMemoryDeadLetter:
+    seq: int
+    event_id: str
+    body: bytes
+    attempts: int
+    http_status: int | None
+    error: str
+
+
+@dataclass
+class InMemoryLedger:
+    cursor_at: int = 0
+    delivered_total: int = 0
+    state: DeliveryState = DeliveryState.HEALTHY
+    last_error: str | None = None
+    last_error_status: int | None = None
+    consecutive_failures: int = 0
+    next_retry_ms: int | None = None
+    dead_letters: list[InMemoryDeadLetter] = field(default_factory=list)
+    #: Written attempts, oldest first, at most `ATTEMPT_HISTORY`.
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    replays: list[ReplayJob] = field(default_factory=list)
+    #: Every cursor committed, in order (to see when the cursor moved).
+    commits: list[int] = field(default_factory=list)
+    #: Every state written by a failure, in order.
+    failures: list[tuple[DeliveryState, str]] = field(default_factory=list)
+    _noted: list[AttemptRecord] = field(default_factory=list)
+    #: Set each time something is written: tests wait on it instead of sleeping.
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def note(self, record: AttemptRecord) -> None:
+        self._noted.append(record)
+
+    def _flush(self) -> None:
+        self.attempts.extend(self._noted)
+        self._noted = []
+        del self.attempts[:-ATTEMPT_HISTORY]
+        self.changed.set()
+
+    async def cursor(self) -> int:
+        return self.cursor_at
+
+    async def commit(self, cursor: int, delivered: int) -> None:
+        if cursor > self.cursor_at:  # strictly forward, as the store's update is
+            self.cursor_at = cursor
+            self.commits.append(cursor)
+            if delivered:
+                self.delivered_total += delivered
+                self.state = DeliveryState.HEALTHY
+                self.consecutive_failures = 0
+                self.next_retry_ms = None
+        self._flush()
+
+    async def dead_letter(
+        self,
+        event: StoredEvent,
+        event_id: str,
+        attempts: int,
+        http_status: int | None,
+        error: str,
+        delivered: int,
+    ) -> None:
+        self.dead_letters.append(
+            InMemoryDeadLetter(event.seq, event_id, event.body, attempts, http_status, error)
+        )
+        await self.commit(event.seq, delivered)
+
+    async def failed(
+        self, state: DeliveryState, http_status: int | None, message: str, failures: int, next_retry_ms: int
+    ) -> None:
+        self.state = state
+        self.last_error = message
+        self.last_error_status = http_status
+        self.consecutive_failures = failures
+        self.next_retry_ms = next_retry_ms
+        self.failures.append((state, message))
+        self._flush()
+
+    async def recovered(self) -> None:
+        self.state = DeliveryState.HEALTHY
+        self.consecutive_failures = 0
+        self.next_retry_ms = None
+        self.changed.set()
+
+    def add_replay(self, destination_id: str, from_seq: int, to_seq: int) -> ReplayJob:
+        job = ReplayJob(
+            len(self.replays) + 1,
+            destination_id,
+            from_seq,
+            to_seq,
+            from_seq - 1,
+            0,
+            ReplayState.PENDING,
+            0,
+            None,
+        )
+        self.replays.append(job)
+        return job
+
+    async def pending_replay(self) -> ReplayJob | None:
+        return next((j for j in self.replays if j.state is not ReplayState.DONE), None)
+
+    async def replay_progress(self, job_id: int, cursor: int, delivered: int, done: bool) -> None:
+        for index, job in enumerate(self.replays):
+            if job.id == job_id:
+                self.replays[index] = ReplayJob(
+                    job.id,
+                    job.destination_id,
+                    job.from_seq,
+                    job.to_seq,
+                    cursor,
+                    job.delivered + delivered,
+                    ReplayState.DONE if done else ReplayState.RUNNING,
+                    job.created_at_ms,
+                    None,
+                )
+        self._flush()
+
+
+class ListSource:
+    """The log as a list of events with gapless sequence numbers from 1."""
+
+    def __init__(self, events: list[StoredEvent] | None = None) -> None:
+        self.events: list[StoredEvent] = list(events or [])
+
+    async def read_after(self, cursor: int, limit: int) -> list[StoredEvent]:
+        return [e for e in self.events if e.seq > cursor][:limit]
+
+
+Answer = Callable[[OutgoingRequest], Awaitable[Attempt] | Attempt]
+
+
+class ScriptedSender:
+    """A sender answering each request with `answer(request)`; records every request sent."""
+
+    def __init__(self, answer: Answer, refuse_url: UnsafeUrl | None = None) -> None:
+        self.answer = answer
+        self.sent: list[OutgoingRequest] = []
+        self.refuse_url = refuse_url
+
+    async def __call__(self, request: OutgoingRequest) -> Attempt:
+        self.sent.append(request)
+        result = self.answer(request)
+        if isinstance(result, Attempt):
+            return result
+        return await result
+
+    async def check_destination(self) -> None:
+        if self.refuse_url is not None:
+            raise self.refuse_url
+
+
+def answered(verdict: Verdict, status: int | None = 200, answer: bytes = b"") -> Attempt:
+    """An `Attempt` as the real sender would return it for an answer of `status`."""
+    return Attempt(verdict, status, 1.0, answer)

@@ -1,0 +1,26 @@
+"""The kinds the service knows, by name: the one place a new kind is named.
+
+Everything else (settings validation, the API, the delivery loop) looks kinds up here, so
+adding a kind is one module defining a `DestinationKind` and one `register` call.
+"""
+
+from __future__ import annotations
+
+from auditrelay.destinations.base import DestinationKind
+
+KINDS: dict[str, DestinationKind] = {}
+
+
+def register(kind: DestinationKind) -> DestinationKind:
+    """Make `kind` available under `kind.name` (replacing a kind of the same name)."""
+    KINDS[kind.name] = kind
+    return kind
+
+
+def kind_named(name: str) -> DestinationKind:
+    """The kind called `name`; `KeyError` for a name no kind registered."""
+    return KINDS[name]
+
+
+def kind_names() -> list[str]:
+    return sorted(KINDS)

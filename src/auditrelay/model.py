@@ -1,0 +1,161 @@
+"""The values every layer shares: stored events, destinations, delivery state and records.
+
+Plain frozen dataclasses and enums, importing nothing of the project but the standard
+library, so the pure parts (destination kinds, the delivery policy) can use them without
+loading the database layer or an HTTP client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as delivery reads it: the filterable columns and the stored bytes."""
+
+    seq: int
+    org: str | None
+    action: str
+    entity_path: str | None
+    occurred_at_ms: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    stored: int
+    duplicates: int
+    head: int
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    name: str
+    value: str
+    secret: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSettings:
+    """A batch is flushed at `max_events` or `max_bytes`, or after `linger_ms`, whichever first."""
+
+    max_events: int
+    max_bytes: int
+    linger_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """A destination as delivery and the kinds see it: settings resolved, secrets open."""
+
+    id: str
+    org: str | None
+    name: str
+    kind: str
+    url: str
+    token: str | None
+    headers: tuple[Header, ...]
+    event_types: tuple[str, ...]
+    namespaces: tuple[str, ...]
+    content_type: str | None
+    verification_token: str
+    active: bool
+    options: dict[str, Any] = field(default_factory=dict)
+    batch: BatchSettings = BatchSettings(max_events=500, max_bytes=1_000_000, linger_ms=5)
+    version: int = 1
+    created_at_ms: int = 0
+    updated_at_ms: int = 0
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.event_types or self.namespaces)
+
+
+class DeliveryState(StrEnum):
+    """The state a destination's status shows (stored as its value)."""
+
+    #: Nothing went wrong yet, or the last attempt was accepted.
+    HEALTHY = "healthy"
+    #: The last attempt failed in a way worth retrying (network, 5xx, 429, refusals).
+    FAILING = "failing"
+    #: 401/403: the credentials are wrong; retried slowly, never dropped.
+    UNAUTHORIZED = "unauthorized"
+    #: Stopped by an admin; the cursor is kept.
+    PAUSED = "paused"
+
+
+class ReplayState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryStatus:
+    cursor: int
+    delivered_total: int
+    state: DeliveryState
+    last_success_at_ms: int | None
+    last_error_at_ms: int | None
+    last_error_status: int | None
+    last_error_message: str | None
+    consecutive_failures: int
+    next_retry_at_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One delivery attempt, as the capped history keeps it."""
+
+    at_ms: int
+    events: int
+    bytes: int
+    http_status: int | None
+    latency_ms: float
+    outcome: str
+    error: str | None
+    replay: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayJob:
+    id: int
+    destination_id: str
+    from_seq: int
+    to_seq: int
+    cursor: int
+    delivered: int
+    state: ReplayState
+    created_at_ms: int
+    finished_at_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event a destination refused on its own, again and again, kept with its answer."""
+
+    id: int
+    destination_id: str
+    seq: int
+    event_id: str
+    body: bytes
+    failed_at_ms: int
+    attempts: int
+    http_status: int | None
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationOverview:
+    """A destination with what the API shows beside it, read in one transaction."""
+
+    destination: Destination
+    status: DeliveryStatus | None
+    #: The newest sequence number of the log, for the lag.
+    head: int
+    #: When the first event the destination still owes was stored; None when caught up.
+    oldest_pending_ms: int | None = None
+    dead_letters: int = 0

@@ -1,0 +1,32 @@
+"""What admins do: destinations (create, change, pause, delete, test) and recovery (history,
+dead letters, replay); the tokens, people and organizations to come land here too.
+
+Called by `api` (and the admin panel to come), never by `delivery`. Each change is validated
+here, then stored with its audit event by one `store` transaction.
+"""
+
+from auditrelay.services.audit import RequestContext, audit_event, summary
+from auditrelay.services.destinations import DestinationService
+from auditrelay.services.recovery import RecoveryService
+from auditrelay.services.schemas import (
+    EVENT_TYPE,
+    MAX_HEADERS,
+    DestinationCreate,
+    DestinationPatch,
+    ReplayRequest,
+    ResendRequest,
+)
+
+__all__ = [
+    "EVENT_TYPE",
+    "MAX_HEADERS",
+    "DestinationCreate",
+    "DestinationPatch",
+    "DestinationService",
+    "RecoveryService",
+    "ReplayRequest",
+    "RequestContext",
+    "ResendRequest",
+    "audit_event",
+    "summary",
+]

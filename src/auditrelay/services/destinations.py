@@ -1,0 +1,268 @@
+"""Managing destinations: validate, store with their audit events, and tell the delivery loops.
+
+Every change is stored together with its own audit event (`audit_stream.destination.*`)
+in one transaction (`store.destination_changes`): the log can never miss a change, nor
+record one that did not happen.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from auditrelay.config import Settings
+from auditrelay.delivery import HttpSender, check_url
+from auditrelay.destinations import KINDS, kind_named
+from auditrelay.errors import FieldError, ValidationError
+from auditrelay.events import ValidEvent, validate_events
+from auditrelay.log import Wakeups
+from auditrelay.model import Destination, StoredEvent
+from auditrelay.security import Principal, UnsafeUrl
+from auditrelay.services.audit import RequestContext, audit_event, summary
+from auditrelay.services.changes import batch_settings, diff, kind_options, merge_headers
+from auditrelay.services.rendering import render
+from auditrelay.services.schemas import DestinationCreate, DestinationPatch
+from auditrelay.store import (
+    Database,
+    DestinationRows,
+    create_destination,
+    delete_destination,
+    list_overviews,
+    load_visible_destination,
+    read_overview,
+    set_destination_active,
+    update_destination,
+)
+
+
+class DestinationService:
+    def __init__(
+        self,
+        db: Database,
+        rows: DestinationRows,
+        wakeups: Wakeups,
+        settings: Settings,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._db = db
+        self._rows = rows
+        self._wakeups = wakeups
+        self._settings = settings
+        self._on_change = on_change
+
+    # -- reading ----------------------------------------------------------------------
+
+    async def list(self, principal: Principal) -> list[dict[str, Any]]:
+        views = await self._db.read(list_overviews, self._rows, principal.org)
+        return [render(view) for view in views]
+
+    async def get(self, principal: Principal, destination_id: str) -> dict[str, Any]:
+        view = await self._db.read(read_overview, self._rows, destination_id, principal.org)
+        return render(view)
+
+    async def load_visible(self, principal: Principal, destination_id: str) -> Destination:
+        """The destination with its secrets open, if `principal` may see it (else NotFound)."""
+        return await self._db.read(load_visible_destination, self._rows, destination_id, principal.org)
+
+    # -- changing ----------------------------------------------------------------------
+
+    async def create(
+        self, principal: Principal, body: DestinationCreate, ctx: RequestContext
+    ) -> dict[str, Any]:
+        org = principal.org if principal.org is not None else body.org
+        now = int(time.time() * 1000)
+        destination = Destination(
+            id=str(uuid.uuid4()),
+            org=org,
+            name=body.name,
+            kind=body.kind,
+            url=body.url.strip(),
+            token=body.token,
+            headers=merge_headers(body.headers or [], {}),
+            event_types=tuple(body.event_types or ()),
+            namespaces=tuple(body.namespaces or ()),
+            content_type=body.content_type,
+            verification_token=body.verification_token or secrets.token_urlsafe(24),
+            active=body.active,
+            options=kind_options(body.kind, body.options),
+            batch=batch_settings(body.kind, body.batch, None),
+            version=1,
+            created_at_ms=now,
+            updated_at_ms=now,
+        )
+        await self._check(destination)
+
+        def audit(d: Destination) -> list[ValidEvent]:
+            return [audit_event("create", d, principal, ctx, {"destination": summary(d)})]
+
+        view = await self._db.write(create_destination, self._rows, destination, audit)
+        self._changed()
+        return render(view)
+
+    async def update(
+        self, principal: Principal, destination_id: str, patch: DestinationPatch, ctx: RequestContext
+    ) -> dict[str, Any]:
+        current = await self.load_visible(principal, destination_id)
+        updated = _patched(current, patch)
+        changes = diff(current, updated)
+        if not changes:
+            return await self.get(principal, destination_id)  # nothing changes: no new version, no event
+        await self._check(updated)
+
+        def audit(d: Destination) -> list[ValidEvent]:
+            events = [
+                audit_event("update", d, principal, ctx, {"destination": summary(d), "changes": changes})
+            ]
+            if "active" in changes:
+                verb = "resume" if d.active else "pause"
+                events.append(audit_event(verb, d, principal, ctx, {"destination": summary(d)}))
+            return events
+
+        view = await self._db.write(
+            update_destination, self._rows, updated, current.version, principal.org, audit
+        )
+        self._changed()
+        return render(view)
+
+    async def set_active(
+        self, principal: Principal, destination_id: str, active: bool, ctx: RequestContext
+    ) -> dict[str, Any]:
+        def change(current: Destination) -> Destination | None:
+            if current.active == active:
+                return None
+            return replace(
+                current, active=active, version=current.version + 1, updated_at_ms=int(time.time() * 1000)
+            )
+
+        def audit(d: Destination) -> list[ValidEvent]:
+            verb = "resume" if active else "pause"
+            return [audit_event(verb, d, principal, ctx, {"destination": summary(d)})]
+
+        view = await self._db.write(
+            set_destination_active, self._rows, destination_id, principal.org, change, audit
+        )
+        self._changed()
+        return render(view)
+
+    async def delete(self, principal: Principal, destination_id: str, ctx: RequestContext) -> None:
+        def audit(d: Destination) -> list[ValidEvent]:
+            return [audit_event("delete", d, principal, ctx, {"destination": summary(d)})]
+
+        await self._db.write(delete_destination, self._rows, destination_id, principal.org, audit)
+        self._changed()
+
+    async def send_test(self, principal: Principal, destination_id: str) -> dict[str, Any]:
+        """Send one test event now, outside the log, and report what the destination said."""
+        destination = await self.load_visible(principal, destination_id)
+        kind = kind_named(destination.kind)
+        test_event = validate_events(
+            [
+                {
+                    "action": "audit_stream.destination.test",
+                    "actor": {"type": "system"},
+                    "details": {
+                        "message": "Test event sent by auditrelay to check this destination",
+                        "destination": summary(destination),
+                    },
+                    "entity": {"type": "audit_stream_destination", "id": destination.id},
+                }
+            ],
+            datetime.now(UTC),
+        )[0]
+        stored = StoredEvent(
+            0, destination.org, test_event.action, None, test_event.occurred_at_ms, test_event.body
+        )
+        request = next(iter(kind.requests(destination, [stored])))
+        async with HttpSender(kind, destination.url, self._settings) as send:
+            await _checked(send)
+            result = await send(request)
+        return {
+            "delivered": result.delivered,
+            "outcome": result.outcome.value,
+            "status_code": result.status,
+            "message": result.verdict.message,
+            "response_body": result.answer[:2000].decode("utf-8", "replace"),
+            "latency_ms": round(result.latency_ms, 1),
+            "event_id": test_event.id,
+        }
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self._wakeups.notify()
+        self._on_change()
+
+    async def _check(self, destination: Destination) -> None:
+        kind = kind_named(destination.kind)
+        problems = [FieldError(field, message) for field, message in kind.check(destination)]
+        for header in destination.headers:
+            if not header.value:
+                problems.append(FieldError(f"headers.{header.name}", "a value is required"))
+        try:
+            await check_url(destination.url, self._settings.allow_private_destinations)
+        except UnsafeUrl as exc:
+            problems.append(FieldError("url", str(exc)))
+        if problems:
+            raise ValidationError("; ".join(f"{p.field} {p.message}" for p in problems), problems)
+
+
+async def _checked(sender: HttpSender) -> None:
+    """The URL guard before a send an admin asked for; its refusal is the admin's error."""
+    try:
+        await sender.check_destination()
+    except UnsafeUrl as exc:
+        raise ValidationError(f"url {exc}", [FieldError("url", str(exc))]) from exc
+
+
+def _patched(current: Destination, patch: DestinationPatch) -> Destination:
+    """The destination with the patch applied; absent fields keep their value."""
+    given = patch.model_fields_set
+    if "verification_token" in given and patch.verification_token != current.verification_token:
+        raise ValidationError(
+            "the verification token cannot change",
+            [
+                FieldError(
+                    "verification_token", "is set once, when the destination is created, and never changes"
+                )
+            ],
+        )
+    kind = patch.kind if "kind" in given and patch.kind else current.kind
+    if kind != current.kind and "url" not in given:
+        secret_url_kinds = [k for k in (kind, current.kind) if KINDS[k].url_is_secret]
+        if secret_url_kinds:
+            name = secret_url_kinds[0]
+            raise ValidationError(
+                f"give the url again when changing kind to or from {name}",
+                [
+                    FieldError(
+                        "url", f"is required when the kind changes to or from {name} (its URL is a secret)"
+                    )
+                ],
+            )
+    changes: dict[str, Any] = {}
+    for field in ("name", "kind", "url", "token", "content_type", "active"):
+        if field in given:
+            value = getattr(patch, field)
+            if field in ("name", "kind", "url", "active") and value is None:
+                raise ValidationError(
+                    f"{field} cannot be null", [FieldError(field, "cannot be null; omit it to keep it")]
+                )
+            changes[field] = value.strip() if field == "url" else value
+    if "headers" in given:
+        changes["headers"] = merge_headers(patch.headers or [], {h.name.lower(): h for h in current.headers})
+    if "event_types" in given:
+        changes["event_types"] = tuple(patch.event_types or ())
+    if "namespaces" in given:
+        changes["namespaces"] = tuple(patch.namespaces or ())
+    if "options" in given or kind != current.kind:
+        # A new kind starts from its own defaults: the old kind's options mean nothing to it.
+        source = patch.options if "options" in given else ({} if kind != current.kind else current.options)
+        changes["options"] = kind_options(kind, source or {})
+    if "batch" in given or kind != current.kind:
+        changes["batch"] = batch_settings(kind, patch.batch, current.batch if kind == current.kind else None)
+    return replace(current, **changes, version=current.version + 1, updated_at_ms=int(time.time() * 1000))

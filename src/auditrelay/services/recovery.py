@@ -1,0 +1,155 @@
+"""What an admin does after trouble: read the attempt history, re-send or discard dead
+letters, and replay a range of the log to a destination that lost data."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from auditrelay.config import Settings
+from auditrelay.delivery import HttpSender
+from auditrelay.destinations import kind_named
+from auditrelay.events import ValidEvent
+from auditrelay.log import Wakeups
+from auditrelay.model import Destination, StoredEvent
+from auditrelay.security import Principal
+from auditrelay.services.audit import RequestContext, audit_event, summary
+from auditrelay.services.destinations import DestinationService, _checked
+from auditrelay.services.rendering import render_attempt, render_dead_letter, render_replay
+from auditrelay.services.schemas import MAX_RESEND, ReplayRequest, ResendRequest
+from auditrelay.store import (
+    Database,
+    DestinationRows,
+    attempt_history,
+    count_dead_letters,
+    dead_letter_page,
+    dead_letters_to_resend,
+    discard_dead_letter,
+    replay_jobs,
+    request_replay,
+    settle_resent_dead_letters,
+)
+
+
+class RecoveryService:
+    def __init__(
+        self,
+        db: Database,
+        rows: DestinationRows,
+        destinations: DestinationService,
+        wakeups: Wakeups,
+        settings: Settings,
+    ) -> None:
+        self._db = db
+        self._rows = rows
+        self._destinations = destinations
+        self._wakeups = wakeups
+        self._settings = settings
+
+    async def deliveries(self, principal: Principal, destination_id: str, limit: int) -> list[dict[str, Any]]:
+        records = await self._db.read(attempt_history, self._rows, destination_id, principal.org, limit)
+        return [render_attempt(r) for r in records]
+
+    async def dead_letters(
+        self, principal: Principal, destination_id: str, after: int, limit: int
+    ) -> dict[str, Any]:
+        page, total = await self._db.read(
+            dead_letter_page, self._rows, destination_id, principal.org, after, limit
+        )
+        return {"dead_letters": [render_dead_letter(letter) for letter in page], "total": total}
+
+    async def discard_dead_letter(
+        self, principal: Principal, destination_id: str, dead_letter_id: int, ctx: RequestContext
+    ) -> bool:
+        def audit(d: Destination) -> list[ValidEvent]:
+            details = {"destination": summary(d), "dead_letter_id": dead_letter_id}
+            return [audit_event("dead_letter.discard", d, principal, ctx, details)]
+
+        removed = await self._db.write(
+            discard_dead_letter,
+            self._rows,
+            destination_id,
+            principal.org,
+            dead_letter_id,
+            audit,
+        )
+        if removed:
+            self._wakeups.notify()
+        return removed
+
+    async def resend_dead_letters(
+        self, principal: Principal, destination_id: str, body: ResendRequest, ctx: RequestContext
+    ) -> dict[str, Any]:
+        """Send dead letters again, one request each; accepted ones leave the list."""
+        destination = await self._destinations.load_visible(principal, destination_id)
+        kind = kind_named(destination.kind)
+        async with HttpSender(kind, destination.url, self._settings) as send:
+            await _checked(send)
+            letters = await self._db.read(dead_letters_to_resend, destination_id, MAX_RESEND, body.ids)
+            if not letters:
+                remaining = await self._db.read(count_dead_letters, destination_id)
+                return {"results": [], "remaining": remaining}
+            results: list[dict[str, Any]] = []
+            delivered: list[int] = []
+            refused: list[tuple[int, int | None, str]] = []
+            for letter in letters:
+                event = _with_time(StoredEvent(letter.seq, destination.org, "", None, 0, letter.body))
+                result = await send(next(iter(kind.requests(destination, [event]))))
+                results.append(
+                    {
+                        "id": letter.id,
+                        "event_id": letter.event_id,
+                        "delivered": result.delivered,
+                        "status": result.status,
+                        "message": result.verdict.message,
+                    }
+                )
+                if result.delivered:
+                    delivered.append(letter.id)
+                else:
+                    refused.append((letter.id, result.status, result.verdict.message))
+        details = {"destination": summary(destination), "resent": len(results), "delivered": len(delivered)}
+        audit = [audit_event("dead_letter.resend", destination, principal, ctx, details)]
+        remaining = await self._db.write(settle_resent_dead_letters, destination, delivered, refused, audit)
+        self._wakeups.notify()
+        return {"results": results, "remaining": remaining}
+
+    async def replay(
+        self, principal: Principal, destination_id: str, body: ReplayRequest, ctx: RequestContext
+    ) -> dict[str, Any]:
+        by_time = None
+        if body.from_time is not None or body.to_time is not None:
+            by_time = (_ms(body.from_time), _ms(body.to_time))
+
+        def audit(d: Destination, from_seq: int, to_seq: int) -> list[ValidEvent]:
+            details = {"destination": summary(d), "from_seq": from_seq, "to_seq": to_seq}
+            return [audit_event("replay", d, principal, ctx, details)]
+
+        job = await self._db.write(
+            request_replay,
+            self._rows,
+            destination_id,
+            principal.org,
+            None if by_time else (body.from_seq, body.to_seq),
+            by_time,
+            audit,
+        )
+        self._wakeups.notify()
+        return render_replay(job)
+
+    async def replays(self, principal: Principal, destination_id: str) -> list[dict[str, Any]]:
+        jobs = await self._db.read(replay_jobs, self._rows, destination_id, principal.org)
+        return [render_replay(job) for job in jobs]
+
+
+def _ms(moment: datetime | None) -> int | None:
+    return int(moment.timestamp() * 1000) if moment is not None else None
+
+
+def _with_time(event: StoredEvent) -> StoredEvent:
+    """Restore the event's time for renderers that need it (HEC's `time`)."""
+    stamp = orjson.loads(event.body).get("timestamp")
+    millis = int(datetime.fromisoformat(stamp).timestamp() * 1000) if isinstance(stamp, str) else 0
+    return StoredEvent(event.seq, event.org, event.action, event.entity_path, millis, event.body)

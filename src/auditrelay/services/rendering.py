@@ -1,0 +1,130 @@
+"""Destinations, attempts, dead letters and replays as the API shows them: secrets masked."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from auditrelay.destinations import kind_named
+from auditrelay.model import (
+    AttemptRecord,
+    DeadLetter,
+    DeliveryState,
+    Destination,
+    DestinationOverview,
+    ReplayJob,
+)
+from auditrelay.security import mask
+from auditrelay.store import iso_from_ms
+
+
+def public_settings(d: Destination, secret_url: bool = False) -> dict[str, Any]:
+    """The settings anyone who may see the destination may read: secrets masked."""
+    return {
+        "name": d.name,
+        "kind": d.kind,
+        "url": mask_url(d.url) if secret_url or kind_named(d.kind).url_is_secret else d.url,
+        "headers": [
+            {"name": h.name, "value": mask(h.value) if h.secret else h.value, "secret": h.secret}
+            for h in d.headers
+        ],
+        "event_types": list(d.event_types),
+        "namespaces": list(d.namespaces),
+        "content_type": d.content_type,
+        "active": d.active,
+        "options": d.options,
+        "batch": {
+            "max_events": d.batch.max_events,
+            "max_bytes": d.batch.max_bytes,
+            "linger_ms": d.batch.linger_ms,
+        },
+    }
+
+
+def mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}/{mask(parts.path + parts.query) or ''}"
+
+
+def render(view: DestinationOverview) -> dict[str, Any]:
+    """A destination as the API shows it: secrets masked, delivery status attached."""
+    destination, status, head = view.destination, view.status, view.head
+    body: dict[str, Any] = {
+        "id": destination.id,
+        "org": destination.org,
+        **public_settings(destination),
+        "token": mask(destination.token),
+        "verification_token": destination.verification_token,
+        "filtered": destination.filtered,
+        "created_at": iso_from_ms(destination.created_at_ms),
+        "updated_at": iso_from_ms(destination.updated_at_ms),
+    }
+    if status is not None:
+        last_error = None
+        if status.last_error_at_ms is not None:
+            last_error = {
+                "at": iso_from_ms(status.last_error_at_ms),
+                "status": status.last_error_status,
+                "message": status.last_error_message,
+            }
+        body["status"] = {
+            "state": status.state if destination.active else DeliveryState.PAUSED,
+            "cursor": status.cursor,
+            "head": head,
+            "lag": max(0, head - status.cursor),
+            "lag_seconds": (
+                round(max(0.0, time.time() - view.oldest_pending_ms / 1000), 3)
+                if view.oldest_pending_ms is not None
+                else 0.0
+            ),
+            "dead_letters": view.dead_letters,
+            "delivered_total": status.delivered_total,
+            "last_success_at": iso_from_ms(status.last_success_at_ms),
+            "last_error": last_error,
+            "consecutive_failures": status.consecutive_failures,
+            "next_retry_at": iso_from_ms(status.next_retry_at_ms) if destination.active else None,
+        }
+    return body
+
+
+def render_attempt(r: AttemptRecord) -> dict[str, Any]:
+    return {
+        "at": iso_from_ms(r.at_ms),
+        "events": r.events,
+        "bytes": r.bytes,
+        "status": r.http_status,
+        "latency_ms": r.latency_ms,
+        "outcome": r.outcome,
+        "error": r.error,
+        "replay": r.replay,
+    }
+
+
+def render_dead_letter(letter: DeadLetter) -> dict[str, Any]:
+    return {
+        "id": letter.id,
+        "seq": letter.seq,
+        "event_id": letter.event_id,
+        "failed_at": iso_from_ms(letter.failed_at_ms),
+        "attempts": letter.attempts,
+        "status": letter.http_status,
+        "error": letter.error,
+        "event": orjson.loads(letter.body),
+    }
+
+
+def render_replay(job: ReplayJob) -> dict[str, Any]:
+    span = max(1, job.to_seq - job.from_seq + 1)
+    return {
+        "id": job.id,
+        "from_seq": job.from_seq,
+        "to_seq": job.to_seq,
+        "state": job.state.value,
+        "progress": round(min(1.0, max(0, job.cursor - job.from_seq + 1) / span), 4),
+        "delivered": job.delivered,
+        "created_at": iso_from_ms(job.created_at_ms),
+        "finished_at": iso_from_ms(job.finished_at_ms),
+    }

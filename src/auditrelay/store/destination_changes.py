@@ -1,0 +1,116 @@
+"""The admin's transactions on destinations: each change stored with its own audit events.
+
+Every change and its audit events (`audit_stream.destination.*`) commit in one transaction:
+the log can never miss a change, nor record one that did not happen. The admin services
+decide what the change is and what its audit events say; these functions store both.
+`audit` arguments build the events from the destination as it stands inside the
+transaction, since only then is it known (a delete audits what was deleted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import Connection
+
+from auditrelay.errors import Conflict
+from auditrelay.events import ValidEvent
+from auditrelay.model import DeliveryState, Destination, DestinationOverview
+from auditrelay.store import delivery_rows
+from auditrelay.store.destination_rows import DestinationRows
+from auditrelay.store.event_log import append_events, head_seq
+
+Audit = Callable[[Destination], Sequence[ValidEvent]]
+
+
+def _overview(
+    conn: Connection, rows: DestinationRows, destination: Destination, head: int
+) -> DestinationOverview:
+    status = delivery_rows.read_status(conn, destination.id)
+    if status is None:
+        return DestinationOverview(destination, None, head)
+    return DestinationOverview(
+        destination,
+        status,
+        head,
+        oldest_pending_ms=delivery_rows.oldest_pending_received_at(conn, status.cursor),
+        dead_letters=delivery_rows.count_dead_letters(conn, destination.id),
+    )
+
+
+def list_overviews(conn: Connection, rows: DestinationRows, scope: str | None) -> list[DestinationOverview]:
+    """Every destination the caller may see (`scope`: its organization, None for all)."""
+    head = head_seq(conn)
+    return [_overview(conn, rows, d, head) for d in rows.list(conn, scope, all_orgs=scope is None)]
+
+
+def read_overview(
+    conn: Connection, rows: DestinationRows, destination_id: str, scope: str | None
+) -> DestinationOverview:
+    return _overview(conn, rows, rows.visible(conn, destination_id, scope), head_seq(conn))
+
+
+def load_visible_destination(
+    conn: Connection, rows: DestinationRows, destination_id: str, scope: str | None
+) -> Destination:
+    return rows.visible(conn, destination_id, scope)
+
+
+def _audit(conn: Connection, events: Sequence[ValidEvent], org: str | None) -> int:
+    return append_events(conn, events, org).head
+
+
+def create_destination(
+    conn: Connection, rows: DestinationRows, destination: Destination, audit: Audit
+) -> DestinationOverview:
+    # The audit event of the creation takes the log lock; the destination starts just
+    # before it, so it receives exactly what is stored from its creation on.
+    created_seq = _audit(conn, audit(destination), destination.org)
+    rows.insert(conn, destination, cursor=created_seq - 1)
+    return _overview(conn, rows, destination, head_seq(conn))
+
+
+def update_destination(
+    conn: Connection,
+    rows: DestinationRows,
+    updated: Destination,
+    expected_version: int,
+    scope: str | None,
+    audit: Audit,
+) -> DestinationOverview:
+    """Store `updated` unless the destination changed since the caller read it."""
+    latest = rows.visible(conn, updated.id, scope)
+    # Optimistic concurrency: another change since the caller read it would be lost.
+    if latest.version != expected_version:
+        raise Conflict("the destination changed meanwhile; read it again and retry")
+    rows.update(conn, updated)
+    _audit(conn, audit(updated), updated.org)
+    return _overview(conn, rows, updated, head_seq(conn))
+
+
+def set_destination_active(
+    conn: Connection,
+    rows: DestinationRows,
+    destination_id: str,
+    scope: str | None,
+    change: Callable[[Destination], Destination | None],
+    audit: Audit,
+) -> DestinationOverview:
+    """Pause or resume: `change` gives the new destination, or None when nothing changes."""
+    current = rows.visible(conn, destination_id, scope)
+    updated = change(current)
+    if updated is not None:
+        rows.update(conn, updated)
+        if updated.active:
+            delivery_rows.set_state(conn, updated.id, DeliveryState.HEALTHY)
+        _audit(conn, audit(updated), updated.org)
+        current = updated
+    return _overview(conn, rows, current, head_seq(conn))
+
+
+def delete_destination(
+    conn: Connection, rows: DestinationRows, destination_id: str, scope: str | None, audit: Audit
+) -> None:
+    current = rows.visible(conn, destination_id, scope)
+    rows.delete(conn, destination_id)
+    _audit(conn, audit(current), current.org)

@@ -1,0 +1,312 @@
+"""The delivery loop's rules, with a scripted sender and an in-memory ledger: no database,
+no network, no subprocess; each test runs in milliseconds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+from auditrelay.delivery import DeliveryLoop, RetryPolicy
+from auditrelay.delivery.testing import InMemoryLedger, ListSource, ScriptedSender, answered
+from auditrelay.destinations import HttpKind, Outcome, OutgoingRequest, Verdict
+from auditrelay.log import Wakeups
+from auditrelay.model import BatchSettings, DeliveryState, Destination, StoredEvent
+from auditrelay.security import UnsafeUrl
+
+#: Retries come at once: the rules are under test here, not the schedule.
+FAST = RetryPolicy(initial_seconds=0.001, max_seconds=0.002, unauthorized_seconds=0.002)
+ACCEPTED = answered(Verdict(Outcome.DELIVERED, "HTTP 200"))
+REFUSED = answered(Verdict(Outcome.REJECTED, "HTTP 400: bad event"), 400, b"bad event")
+
+
+def event(seq: int, poison: bool = False) -> StoredEvent:
+    body = json.dumps({"id": f"event-{seq}", "poison": poison}).encode()
+    return StoredEvent(seq, None, "document.create", None, 1_700_000_000_000 + seq, body)
+
+
+def destination(batch_format: str = "none", max_events: int = 100) -> Destination:
+    return Destination(
+        id="d1",
+        org=None,
+        name="test",
+        kind="http",
+        url="http://127.0.0.1:9/",
+        token=None,
+        headers=(),
+        event_types=(),
+        namespaces=(),
+        content_type=None,
+        verification_token="v" * 20,
+        active=True,
+        options={"batch_format": batch_format},
+        batch=BatchSettings(max_events=max_events, max_bytes=1_000_000, linger_ms=0),
+    )
+
+
+def ids(request: OutgoingRequest) -> list[str]:
+    return [json.loads(e.body)["id"] for e in request.events]
+
+
+def poisoned(request: OutgoingRequest) -> bool:
+    return any(json.loads(e.body)["poison"] for e in request.events)
+
+
+class Harness:
+    def __init__(
+        self,
+        events: list[StoredEvent],
+        answer: Callable[[OutgoingRequest], Any],
+        dest: Destination | None = None,
+        policy: RetryPolicy = FAST,
+        clock: Callable[[], float] = time.monotonic,
+        refuse_url: UnsafeUrl | None = None,
+    ) -> None:
+        self.ledger = InMemoryLedger()
+        self.source = ListSource(events)
+        self.sender = ScriptedSender(answer, refuse_url)
+        self.loop = DeliveryLoop(
+            dest or destination(),
+            HttpKind(),
+            self.sender,
+            self.ledger,
+            self.source,
+            Wakeups(),
+            policy,
+            resync_seconds=0.01,
+            clock=clock,
+        )
+
+    async def run_until(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
+        """Run the loop until `condition` holds, then stop it and wait for its final commit."""
+        task = asyncio.create_task(self.loop.run())
+        try:
+            async with asyncio.timeout(timeout):
+                while not condition():
+                    if task.done():
+                        task.result()
+                        raise AssertionError("the loop ended before the condition held")
+                    await asyncio.sleep(0.001)
+        finally:
+            self.loop.request_stop()
+            await asyncio.wait_for(task, timeout=5)
+
+
+def run(scenario: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(scenario())  # type: ignore[arg-type]
+
+
+def test_the_cursor_moves_only_after_the_destination_accepts() -> None:
+    async def scenario() -> None:
+        gate = asyncio.Event()
+        seen_before_answer: list[int] = []
+
+        async def answer(request: OutgoingRequest) -> Any:
+            if ids(request) == ["event-2"]:
+                seen_before_answer.append(harness.ledger.cursor_at)
+                await gate.wait()
+            return ACCEPTED
+
+        harness = Harness([event(1), event(2), event(3)], answer, destination(max_events=1))
+        task = asyncio.create_task(harness.loop.run())
+        async with asyncio.timeout(5):
+            while not seen_before_answer:
+                await asyncio.sleep(0.001)
+        # Event 2 is on the wire, unanswered: the cursor stays at event 1.
+        assert harness.ledger.cursor_at == 1
+        gate.set()
+        async with asyncio.timeout(5):
+            while harness.ledger.cursor_at < 3:
+                await asyncio.sleep(0.001)
+        harness.loop.request_stop()
+        await asyncio.wait_for(task, 5)
+        assert seen_before_answer == [1]
+        assert harness.ledger.commits == [1, 2, 3]
+        assert harness.ledger.delivered_total == 3
+
+    run(scenario)
+
+
+def test_a_refused_batch_is_split_until_the_refused_event_is_alone_then_dead_lettered() -> None:
+    async def scenario() -> None:
+        events = [event(n, poison=n == 6) for n in range(1, 9)]
+        harness = Harness(events, lambda r: REFUSED if poisoned(r) else ACCEPTED, destination("json_array"))
+        await harness.run_until(lambda: harness.ledger.cursor_at == 8)
+        sent = [ids(r) for r in harness.sender.sent]
+        assert sent[0] == [f"event-{n}" for n in range(1, 9)], "the whole batch first"
+        alone = [s for s in sent if s == ["event-6"]]
+        assert len(alone) == FAST.rejections_before_dead_letter, "refused alone N times, then set aside"
+        accepted = [i for r in harness.sender.sent if not poisoned(r) for i in ids(r)]
+        assert sorted(accepted) == sorted(f"event-{n}" for n in range(1, 9) if n != 6)
+        assert [d.event_id for d in harness.ledger.dead_letters] == ["event-6"]
+        letter = harness.ledger.dead_letters[0]
+        assert letter.attempts == 3 and letter.http_status == 400 and "bad event" in letter.error
+        assert harness.ledger.delivered_total == 7
+
+    run(scenario)
+
+
+def test_an_event_refused_alone_is_retried_then_dead_lettered_after_the_threshold() -> None:
+    async def scenario() -> None:
+        policy = replace(FAST, rejections_before_dead_letter=5)
+        harness = Harness(
+            [event(1, poison=True), event(2)], lambda r: REFUSED if poisoned(r) else ACCEPTED, policy=policy
+        )
+        await harness.run_until(lambda: harness.ledger.cursor_at == 2)
+        assert [ids(r) for r in harness.sender.sent] == [["event-1"]] * 5 + [["event-2"]]
+        assert [m for _, m in harness.ledger.failures] == [
+            f"event refused ({n}/5): HTTP 400: bad event" for n in range(1, 5)
+        ]
+        assert harness.ledger.dead_letters[0].attempts == 5
+
+    run(scenario)
+
+
+def test_after_n_dead_letters_in_a_row_the_stream_is_held_until_the_hold_ends() -> None:
+    async def scenario() -> None:
+        now = [1000.0]
+        policy = replace(FAST, dead_letters_before_hold=2, hold_seconds=60.0)
+        harness = Harness(
+            [event(n, poison=True) for n in range(1, 5)] + [event(5)],
+            lambda r: REFUSED if poisoned(r) else ACCEPTED,
+            destination(max_events=1),
+            policy=policy,
+            clock=lambda: now[0],
+        )
+        task = asyncio.create_task(harness.loop.run())
+        async with asyncio.timeout(5):
+            while not any("holding the stream" in m for _, m in harness.ledger.failures):
+                await asyncio.sleep(0.001)
+        # Two dead letters, then the third poison event is held, not set aside.
+        assert [d.event_id for d in harness.ledger.dead_letters] == ["event-1", "event-2"]
+        assert harness.ledger.state is DeliveryState.FAILING
+        assert harness.ledger.cursor_at == 2
+        held_attempts = len(harness.sender.sent)
+        async with asyncio.timeout(5):
+            while len(harness.sender.sent) < held_attempts + 5:
+                await asyncio.sleep(0.001)
+        assert len(harness.ledger.dead_letters) == 2, "no dead letter while the hold lasts"
+        now[0] += 61.0  # the hold ends: dead-lettering resumes
+        async with asyncio.timeout(5):
+            while harness.ledger.cursor_at < 5:
+                await asyncio.sleep(0.001)
+        harness.loop.request_stop()
+        await asyncio.wait_for(task, 5)
+        assert [d.event_id for d in harness.ledger.dead_letters] == [f"event-{n}" for n in range(1, 5)]
+        assert harness.ledger.state is DeliveryState.HEALTHY
+
+    run(scenario)
+
+
+def test_a_replay_never_dead_letters_and_leaves_the_live_cursor_alone() -> None:
+    async def scenario() -> None:
+        events = [event(n, poison=n == 2) for n in range(1, 5)]
+        harness = Harness(events, lambda r: REFUSED if poisoned(r) else ACCEPTED, destination(max_events=1))
+        harness.ledger.cursor_at = 4  # the live stream is past all of them
+        harness.ledger.add_replay("d1", 1, 4)
+        await harness.run_until(lambda: harness.ledger.replays[0].state.value == "done")
+        assert harness.ledger.dead_letters == []
+        assert harness.ledger.cursor_at == 4 and harness.ledger.commits == []
+        assert [ids(r) for r in harness.sender.sent] == [[f"event-{n}"] for n in range(1, 5)]
+        assert harness.ledger.replays[0].delivered == 3
+        replayed = [a for a in harness.ledger.attempts if a.replay]
+        assert [a.outcome for a in replayed] == ["delivered", "rejected", "delivered", "delivered"]
+
+    run(scenario)
+
+
+def test_retry_after_is_a_floor_for_the_next_attempt() -> None:
+    async def scenario() -> None:
+        busy = answered(Verdict(Outcome.RETRY, "HTTP 503: busy", retry_after=0.2), 503)
+        answers = iter([busy])
+        harness = Harness([event(1)], lambda r: next(answers, ACCEPTED))
+        started = time.time()
+        await harness.run_until(lambda: harness.ledger.cursor_at == 1)
+        second = harness.ledger.attempts[1].at_ms / 1000
+        assert second - started >= 0.2, "the second attempt waited at least Retry-After"
+        assert harness.ledger.failures == [(DeliveryState.FAILING, "HTTP 503: busy")]
+        assert harness.ledger.last_error_status == 503
+
+    run(scenario)
+
+
+def test_401_and_403_mark_the_destination_unauthorized_and_keep_retrying() -> None:
+    async def scenario() -> None:
+        denied = answered(Verdict(Outcome.UNAUTHORIZED, "HTTP 403: invalid token"), 403)
+        answers = iter([denied, denied, denied])
+        harness = Harness([event(1)], lambda r: next(answers, ACCEPTED))
+        await harness.run_until(lambda: harness.ledger.cursor_at == 1)
+        assert [s for s, _ in harness.ledger.failures] == [DeliveryState.UNAUTHORIZED] * 3
+        assert harness.ledger.dead_letters == [], "never dropped"
+        assert harness.ledger.state is DeliveryState.HEALTHY and harness.ledger.consecutive_failures == 0
+        assert len(harness.sender.sent) == 4
+
+    run(scenario)
+
+
+def test_a_stop_asked_mid_request_lets_it_finish_and_commits_what_was_accepted() -> None:
+    async def scenario() -> None:
+        on_wire = asyncio.Event()
+        release = asyncio.Event()
+
+        async def answer(request: OutgoingRequest) -> Any:
+            if ids(request) == ["event-3"]:
+                on_wire.set()
+                await release.wait()
+            return ACCEPTED
+
+        # One read of five events, one request each: no commit comes before the read's end.
+        harness = Harness([event(n) for n in range(1, 6)], answer, destination(max_events=5))
+        task = asyncio.create_task(harness.loop.run())
+        await asyncio.wait_for(on_wire.wait(), 5)
+        harness.loop.request_stop()
+        assert harness.ledger.cursor_at == 0, "nothing committed yet"
+        release.set()
+        await asyncio.wait_for(task, 5)
+        assert [ids(r) for r in harness.sender.sent] == [["event-1"], ["event-2"], ["event-3"]]
+        assert harness.ledger.cursor_at == 3, "the three accepted events are kept, the rest is not sent"
+        assert harness.ledger.delivered_total == 3
+
+    run(scenario)
+
+
+def test_a_refused_url_is_a_failure_to_show_and_delivery_starts_once_it_passes() -> None:
+    async def scenario() -> None:
+        harness = Harness([event(1)], lambda r: ACCEPTED, refuse_url=UnsafeUrl("host does not resolve", True))
+        task = asyncio.create_task(harness.loop.run())
+        async with asyncio.timeout(5):
+            while not harness.ledger.failures:
+                await asyncio.sleep(0.001)
+        assert harness.ledger.failures[0] == (DeliveryState.FAILING, "URL refused: host does not resolve")
+        assert harness.sender.sent == []
+        harness.sender.refuse_url = None
+        async with asyncio.timeout(5):
+            while harness.ledger.cursor_at < 1:
+                await asyncio.sleep(0.001)
+        harness.loop.request_stop()
+        await asyncio.wait_for(task, 5)
+
+    run(scenario)
+
+
+def test_new_events_wake_the_loop_without_waiting_for_the_resync() -> None:
+    async def scenario() -> None:
+        harness = Harness([event(1)], lambda r: ACCEPTED)
+        harness.loop._resync_seconds = 60.0  # only a wake-up can bring the second event quickly
+        wakeups = harness.loop._wakeups
+        task = asyncio.create_task(harness.loop.run())
+        async with asyncio.timeout(5):
+            while harness.ledger.cursor_at < 1:
+                await asyncio.sleep(0.001)
+        harness.source.events.append(event(2))
+        wakeups.notify()
+        async with asyncio.timeout(5):
+            while harness.ledger.cursor_at < 2:
+                await asyncio.sleep(0.001)
+        harness.loop.request_stop()
+        await asyncio.wait_for(task, 5)
+
+    run(scenario)
