@@ -60,14 +60,11 @@ def main(argv: list[str] | None = None) -> None:
             print("database is at the latest schema", file=sys.stderr)
         elif args.command == "token":
             from auditrelay.security import Role
-            from auditrelay.store import Database, create_token, upgrade_to_head
+            from auditrelay.store import Database, issue_token, upgrade_to_head
 
             database = Database(settings)
             upgrade_to_head(database)
-            with database.writing() as conn:
-                secret = create_token(
-                    conn, Role(args.role), args.name or f"{args.role} token (cli)", args.org
-                )
+            secret = issue_token(database, Role(args.role), args.name or f"{args.role} token (cli)", args.org)
             database.dispose()
             print(secret)
     except ConfigurationError as exc:
@@ -134,14 +131,12 @@ def prepare_from_environment() -> None:
 
 def _first_start_tokens(database: Database, data_dir: Path) -> None:
     """On the very first start, create one admin and one ingest token and show them once."""
-    from auditrelay.security import Role
-    from auditrelay.store import count_tokens, create_token
+    from auditrelay.store import issue_first_tokens
 
-    with database.writing() as conn:
-        if count_tokens(conn) > 0:
-            return
-        admin = create_token(conn, Role.ADMIN, "initial admin token")
-        ingest = create_token(conn, Role.INGEST, "initial ingest token")
+    tokens = issue_first_tokens(database)
+    if tokens is None:
+        return
+    admin, ingest = tokens
     data_dir.mkdir(parents=True, exist_ok=True)
     for name, value in (("admin.token", admin), ("ingest.token", ingest)):
         path = data_dir / name

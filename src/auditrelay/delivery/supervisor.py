@@ -11,8 +11,6 @@ import asyncio
 import contextlib
 import logging
 
-from sqlalchemy import Connection
-
 from auditrelay.config import Settings
 from auditrelay.delivery.ledger import CursorCommits, StoreLedger
 from auditrelay.delivery.loop import DeliveryLoop
@@ -20,7 +18,6 @@ from auditrelay.delivery.policy import RetryPolicy
 from auditrelay.delivery.sender import HttpSender
 from auditrelay.destinations import kind_named
 from auditrelay.log import LogTail, Wakeups
-from auditrelay.model import Destination
 from auditrelay.store import Database, DestinationRows
 
 log = logging.getLogger(__name__)
@@ -72,7 +69,7 @@ class DeliverySupervisor:
                     log.exception("cannot start delivery to destination %s; will retry", destination_id)
 
     async def _start_loop(self, destination_id: str) -> None:
-        destination = await self._db.read(self._load, destination_id)
+        destination = await self._db.read(self._rows.get, destination_id)
         if destination is None or not destination.active:
             return
         kind = kind_named(destination.kind)
@@ -136,9 +133,6 @@ class DeliverySupervisor:
             await task
         self._stopping.pop(destination_id, None)
         self.poke()  # start its replacement, if any, now
-
-    def _load(self, conn: Connection, destination_id: str) -> Destination | None:
-        return self._rows.get(conn, destination_id)
 
 
 async def _run_with(sender: HttpSender, loop: DeliveryLoop) -> None:

@@ -7,17 +7,7 @@ SQLAlchemy's errors: an unreachable database is `errors.StoreUnavailable`.
 
 from auditrelay.store.clock import iso_from_ms, now_ms
 from auditrelay.store.database import Database
-from auditrelay.store.delivery_rows import (
-    ATTEMPT_HISTORY,
-    Progress,
-    commit_progress_group,
-    dead_letter_event,
-    pending_replay,
-    read_status,
-    record_failed_attempt,
-    record_replay_progress,
-    set_state,
-)
+from auditrelay.store.delivery_rows import ATTEMPT_HISTORY, pending_replay, read_status, set_state
 from auditrelay.store.destination_changes import (
     create_destination,
     delete_destination,
@@ -29,6 +19,13 @@ from auditrelay.store.destination_changes import (
 )
 from auditrelay.store.destination_rows import DestinationRows
 from auditrelay.store.event_log import append_events, browse, head_seq, read_after, store_events
+from auditrelay.store.ledger_rows import (
+    Progress,
+    commit_progress_group,
+    dead_letter_event,
+    record_failed_attempt,
+    record_replay_progress,
+)
 from auditrelay.store.locks import PostgresAdvisoryLock
 from auditrelay.store.migrate import upgrade_to_head
 from auditrelay.store.notifications import (
@@ -48,7 +45,13 @@ from auditrelay.store.recovery_rows import (
     settle_resent_dead_letters,
 )
 from auditrelay.store.retention_rows import purge
-from auditrelay.store.token_rows import count_tokens, create_token, find_principal
+from auditrelay.store.token_rows import (
+    count_tokens,
+    create_token,
+    find_principal,
+    issue_first_tokens,
+    issue_token,
+)
 
 __all__ = [
     "ATTEMPT_HISTORY",
@@ -75,6 +78,8 @@ __all__ = [
     "find_principal",
     "head_seq",
     "iso_from_ms",
+    "issue_first_tokens",
+    "issue_token",
     "list_overviews",
     "load_visible_destination",
     "notify_destinations_changed",

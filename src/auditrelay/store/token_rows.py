@@ -8,6 +8,7 @@ import uuid
 from sqlalchemy import Connection, func, insert, select
 
 from auditrelay.security import Principal, Role, digest, new_token
+from auditrelay.store.database import Database
 from auditrelay.store.tables import api_tokens
 
 
@@ -41,3 +42,20 @@ def find_principal(conn: Connection, token: str) -> Principal | None:
 
 def count_tokens(conn: Connection) -> int:
     return int(conn.execute(select(func.count()).select_from(api_tokens)).scalar_one())
+
+
+def issue_token(db: Database, role: Role, name: str, org: str | None = None) -> str:
+    """A new token in a transaction of its own (blocking: the CLI's)."""
+    with db.writing() as conn:
+        return create_token(conn, role, name, org)
+
+
+def issue_first_tokens(db: Database) -> tuple[str, str] | None:
+    """On an empty store, one admin and one ingest token (in one transaction); else None."""
+    with db.writing() as conn:
+        if count_tokens(conn) > 0:
+            return None
+        return (
+            create_token(conn, Role.ADMIN, "initial admin token"),
+            create_token(conn, Role.INGEST, "initial ingest token"),
+        )

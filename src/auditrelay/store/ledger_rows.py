@@ -1,0 +1,88 @@
+"""The delivery ledger's transactions: each writes a loop's change with the attempts it
+noted since its last write, so the history never costs a transaction of its own."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from auditrelay.model import AttemptRecord, DeliveryState, StoredEvent
+from auditrelay.store.delivery_rows import (
+    add_dead_letter,
+    advance_replay,
+    commit_progress,
+    record_attempts,
+    record_failure,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """One loop's cursor commit, with the attempts it noted since its last write."""
+
+    destination_id: str
+    cursor: int
+    delivered: int
+    records: Sequence[AttemptRecord]
+    trim: bool
+
+
+def commit_progress_group(conn: Connection, group: Sequence[Progress]) -> None:
+    """Several loops' commits in one transaction (the ledger's group commit)."""
+    # One order for every transaction: no lock-order deadlocks between them.
+    for item in sorted(group, key=lambda c: c.destination_id):
+        commit_progress(conn, item.destination_id, item.cursor, item.delivered)
+        record_attempts(conn, item.destination_id, item.records, trim=item.trim)
+
+
+def dead_letter_event(
+    conn: Connection,
+    destination_id: str,
+    event: StoredEvent,
+    event_id: str,
+    attempts: int,
+    http_status: int | None,
+    error: str,
+    delivered: int,
+    records: list[AttemptRecord],
+    trim: bool,
+) -> None:
+    """Set an event aside and move the cursor to it, with the attempts since the last write."""
+    add_dead_letter(conn, destination_id, event.seq, event_id, event.body, attempts, http_status, error)
+    # Everything before this event is delivered or set aside: moving the cursor past it in
+    # the same transaction means a crash cannot dead-letter it twice.
+    commit_progress(conn, destination_id, event.seq, delivered)
+    record_attempts(conn, destination_id, records, trim=trim)
+
+
+def record_failed_attempt(
+    conn: Connection,
+    destination_id: str,
+    state: DeliveryState,
+    http_status: int | None,
+    message: str,
+    failures: int,
+    next_retry_ms: int,
+    records: list[AttemptRecord],
+    trim: bool,
+) -> None:
+    """A failed attempt's state and error, with the attempts since the last write."""
+    record_failure(conn, destination_id, state, http_status, message, failures, next_retry_ms)
+    record_attempts(conn, destination_id, records, trim=trim)
+
+
+def record_replay_progress(
+    conn: Connection,
+    destination_id: str,
+    job_id: int,
+    cursor: int,
+    delivered: int,
+    done: bool,
+    records: list[AttemptRecord],
+    trim: bool,
+) -> None:
+    """A replay job's progress, with the attempts since the last write."""
+    advance_replay(conn, job_id, cursor, delivered, done)
+    record_attempts(conn, destination_id, records, trim=trim)
