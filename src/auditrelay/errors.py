@@ -76,11 +76,16 @@ class Conflict(AuditrelayError):
     title = "Conflict"
 
 
-class StoreUnavailable(AuditrelayError):
-    """The database cannot be reached or failed; nothing of the request was stored."""
+class RetryLater(AuditrelayError):
+    """Nothing of the request was stored, and sending it again shortly should work (503,
+    with Retry-After, so producers retry rather than drop)."""
 
     status = 503
     title = "Service unavailable"
+
+
+class StoreUnavailable(RetryLater):
+    """The database cannot be reached or failed."""
 
 
 class ConfigurationError(AuditrelayError):

@@ -26,7 +26,7 @@ from auditrelay.config import Settings, configure_logging
 from auditrelay.metrics import exposition
 from auditrelay.security import SecretBox
 from auditrelay.services import DestinationService, RecoveryService
-from auditrelay.store import Database, DestinationRows, head_seq
+from auditrelay.store import Database, DestinationRows, ping
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def readyz(request: Request) -> Response:
         db: Database = request.app.state.db
         try:
-            await db.read(head_seq)
+            await db.read(ping)
         except Exception:
             log.exception("readiness check: the database is not reachable")
             return JSONResponse({"status": "unavailable", "reason": "database unreachable"}, status_code=503)

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from auditrelay.errors import AuditrelayError, FieldError, StoreUnavailable, Unauthenticated
+from auditrelay.errors import AuditrelayError, FieldError, RetryLater, StoreUnavailable, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,9 @@ def install(app: FastAPI) -> None:
         headers = None
         if isinstance(exc, Unauthenticated):
             headers = {"WWW-Authenticate": 'Bearer realm="auditrelay"'}
-        elif isinstance(exc, StoreUnavailable):
-            log.error("database unavailable: %s", exc.__cause__)
+        elif isinstance(exc, RetryLater):
+            if isinstance(exc, StoreUnavailable):
+                log.error("database unavailable: %s", exc.__cause__)
             # Nothing was stored: the producer must retry, and Retry-After tells it when.
             headers = {"Retry-After": "5"}
         return problem(exc.status, exc.title, exc.detail, exc.errors, headers)

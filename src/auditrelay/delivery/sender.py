@@ -89,6 +89,9 @@ class HttpSender:
     async def __call__(self, request: OutgoingRequest) -> Attempt:
         if self._client is None:
             raise RuntimeError("use the sender with `async with` before sending")
+        if self._client.closed:
+            # A loop that restarts after an internal error gets a fresh pool, not a dead one.
+            self._client = new_client(self._connect_timeout, self._request_timeout, self._allow_private)
         return await attempt(self._client, self._kind, request, self._total_timeout)
 
     async def check_destination(self) -> None:

@@ -1,18 +1,21 @@
 """In-memory stand-ins for the loop's collaborators, for unit tests (and benchmarks).
 
-`InMemoryLedger` keeps what `StoreLedger` writes to the database, with the same rules (the
+`InMemoryLedger` keeps what `StoreLedger` writes to the database, with the same rules: the
 cursor only moves forward, accepted deliveries make the destination healthy, the history is
-capped); `ListSource` serves a list of events as the log; `ScriptedSender` answers requests
-from a function, recording each one. Like procrastinate's `InMemoryConnector`, they let the
+trimmed to its cap every `TRIM_EVERY` writes, and texts are cut as the columns cut them.
+`ListSource` serves a list of events as the log; `ScriptedSender` answers requests from a
+function, recording each one. Like procrastinate's `InMemoryConnector`, they let the
 delivery loop run in milliseconds, without a database, a network or a subprocess.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from auditrelay.delivery.ledger import TRIM_EVERY
 from auditrelay.delivery.sender import Attempt
 from auditrelay.destinations import OutgoingRequest, Verdict
 from auditrelay.model import AttemptRecord, DeliveryState, ReplayJob, ReplayState, StoredEvent
@@ -37,6 +40,8 @@ class InMemoryLedger:
     state: DeliveryState = DeliveryState.HEALTHY
     last_error: str | None = None
     last_error_status: int | None = None
+    last_error_at_ms: int | None = None
+    last_success_at_ms: int | None = None
     consecutive_failures: int = 0
     next_retry_ms: int | None = None
     dead_letters: list[InMemoryDeadLetter] = field(default_factory=list)
@@ -48,6 +53,7 @@ class InMemoryLedger:
     #: Every state written by a failure, in order.
     failures: list[tuple[DeliveryState, str]] = field(default_factory=list)
     _noted: list[AttemptRecord] = field(default_factory=list)
+    _writes: int = 0
     #: Set each time something is written: tests wait on it instead of sleeping.
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -55,9 +61,14 @@ class InMemoryLedger:
         self._noted.append(record)
 
     def _flush(self) -> None:
-        self.attempts.extend(self._noted)
+        # As `StoreLedger`: the noted attempts go with every write, errors cut as the column
+        # cuts them, and the history is trimmed every TRIM_EVERY writes (so it may exceed
+        # ATTEMPT_HISTORY in between, as the table does).
+        self.attempts.extend(replace(r, error=r.error[:2000] if r.error else None) for r in self._noted)
         self._noted = []
-        del self.attempts[:-ATTEMPT_HISTORY]
+        self._writes += 1
+        if self._writes % TRIM_EVERY == 0:
+            del self.attempts[:-ATTEMPT_HISTORY]
         self.changed.set()
 
     async def cursor(self) -> int:
@@ -69,6 +80,7 @@ class InMemoryLedger:
             self.commits.append(cursor)
             if delivered:
                 self.delivered_total += delivered
+                self.last_success_at_ms = int(time.time() * 1000)
                 self.state = DeliveryState.HEALTHY
                 self.consecutive_failures = 0
                 self.next_retry_ms = None
@@ -92,8 +104,9 @@ class InMemoryLedger:
         self, state: DeliveryState, http_status: int | None, message: str, failures: int, next_retry_ms: int
     ) -> None:
         self.state = state
-        self.last_error = message
+        self.last_error = message[:2000]
         self.last_error_status = http_status
+        self.last_error_at_ms = int(time.time() * 1000)
         self.consecutive_failures = failures
         self.next_retry_ms = next_retry_ms
         self.failures.append((state, message))

@@ -18,7 +18,7 @@ from auditrelay.store.destination_changes import (
     update_destination,
 )
 from auditrelay.store.destination_rows import DestinationRows
-from auditrelay.store.event_log import append_events, browse, head_seq, read_after, store_events
+from auditrelay.store.event_log import append_events, browse, head_seq, ping, read_after, store_events
 from auditrelay.store.ledger_rows import (
     Progress,
     commit_progress_group,
@@ -85,6 +85,7 @@ __all__ = [
     "notify_destinations_changed",
     "now_ms",
     "pending_replay",
+    "ping",
     "purge",
     "read_after",
     "read_overview",

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from auditrelay.errors import Conflict
+from auditrelay.errors import RetryLater
 from auditrelay.events import ValidEvent
 from auditrelay.model import AppendResult, StoredEvent
 from auditrelay.store.database import Database
@@ -44,7 +44,9 @@ def store_events(db: Database, batch: Sequence[ValidEvent], org: str | None) -> 
                 return append_events(conn, batch, org)
         except IntegrityError:
             continue
-    raise Conflict("other requests kept storing these event ids at the same moment; send them again")
+    raise RetryLater(
+        "other requests kept storing these event ids at the same moment; nothing was stored, retry"
+    )
 
 
 def append_events(conn: Connection, batch: Sequence[ValidEvent], org: str | None) -> AppendResult:
@@ -156,6 +158,11 @@ def _read_range_sql(paramstyle: str) -> str:
         "SELECT seq, org, action, entity_path, occurred_at_ms, body FROM events "
         f"WHERE seq > {marker} AND seq <= {marker} ORDER BY seq"
     )
+
+
+def ping(conn: Connection) -> None:
+    """Raises unless the database answers (readiness)."""
+    conn.exec_driver_sql("SELECT 1")
 
 
 def head_seq(conn: Connection) -> int:
