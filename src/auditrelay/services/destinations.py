@@ -179,7 +179,7 @@ class DestinationService:
         )
         request = next(iter(kind.requests(destination, [stored])))
         async with HttpSender(kind, destination.url, self._settings) as send:
-            await _checked(send)
+            await refuse_unsafe_url(send)
             result = await send(request)
         return {
             "delivered": result.delivered,
@@ -211,7 +211,7 @@ class DestinationService:
             raise ValidationError("; ".join(f"{p.field} {p.message}" for p in problems), problems)
 
 
-async def _checked(sender: HttpSender) -> None:
+async def refuse_unsafe_url(sender: HttpSender) -> None:
     """The URL guard before a send an admin asked for; its refusal is the admin's error."""
     try:
         await sender.check_destination()

@@ -16,7 +16,7 @@ from auditrelay.log import Wakeups
 from auditrelay.model import Destination, StoredEvent
 from auditrelay.security import Principal
 from auditrelay.services.audit import RequestContext, audit_event, summary
-from auditrelay.services.destinations import DestinationService, _checked
+from auditrelay.services.destinations import DestinationService, refuse_unsafe_url
 from auditrelay.services.rendering import render_attempt, render_dead_letter, render_replay
 from auditrelay.services.schemas import MAX_RESEND, ReplayRequest, ResendRequest
 from auditrelay.store import (
@@ -86,7 +86,7 @@ class RecoveryService:
         destination = await self._destinations.load_visible(principal, destination_id)
         kind = kind_named(destination.kind)
         async with HttpSender(kind, destination.url, self._settings) as send:
-            await _checked(send)
+            await refuse_unsafe_url(send)
             letters = await self._db.read(dead_letters_to_resend, destination_id, MAX_RESEND, body.ids)
             if not letters:
                 remaining = await self._db.read(count_dead_letters, destination_id)
