@@ -132,3 +132,40 @@ def test_ip_literal_hosts_are_left_to_the_url_guard(receiver: Receiver) -> None:
     with pytest.raises(UnsafeUrl, match=r"resolves to 127\.0\.0\.1"):
         check_destination_url(receiver.url, allow_private=False)
     assert post(receiver.url, allow_private=False).verdict.outcome is Outcome.DELIVERED
+
+
+def test_a_kept_alive_connection_the_server_closed_is_retried_at_once_on_a_fresh_one() -> None:
+    """A receiver that closes idle kept-alive connections without `Connection: close`: the
+    next request on such a connection sees the close before any answer. Each must be sent
+    again at once on a new connection and delivered, not reported as a failure."""
+    connections = 0
+
+    async def scenario() -> list[Attempt]:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal connections
+            connections += 1
+            answered = 0
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+                await reader.readexactly(length)
+                if answered:  # the second request on this connection: closed, unanswered
+                    writer.close()
+                    return
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+                answered += 1
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        request = OutgoingRequest(f"http://127.0.0.1:{port}/", JSON_HEADERS, b'{"a":1}', ())
+        try:
+            async with new_client(2.0, 5.0, True) as client:
+                return [await attempt(client, KINDS["http"], request, 5.0) for _ in range(5)]
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    results = asyncio.run(scenario())
+    assert [r.verdict.outcome for r in results] == [Outcome.DELIVERED] * 5, [r.verdict for r in results]
+    assert connections == 5, "every request after the first found its connection closed and took a new one"

@@ -142,18 +142,13 @@ async def attempt(
         # The session's timeouts bound each phase; this bounds the whole exchange, so a server
         # trickling one byte a second cannot hold the loop forever.
         async with asyncio.timeout(total_timeout):
-            async with client.post(
-                request.url, data=request.content, headers=request.headers, allow_redirects=False
-            ) as r:
-                answer = bytearray()
-                while len(answer) < MAX_ANSWER_BYTES:
-                    chunk = await r.content.read(MAX_ANSWER_BYTES - len(answer))
-                    if not chunk:
-                        break
-                    answer += chunk
-                # Leaving with the body unread closes the connection instead of reusing it.
-                status = r.status
-                headers = {k.lower(): v for k, v in r.headers.items()}
+            try:
+                status, headers, answer = await _exchange(client, request)
+            except aiohttp.ServerDisconnectedError:
+                # The server closed a kept-alive connection before answering (its idle timeout,
+                # without `Connection: close`): once more at once, on a fresh connection, rather
+                # than a failure and a backoff. A second disconnection is a failure.
+                status, headers, answer = await _exchange(client, request)
     # aiohttp's phase timeouts are TimeoutErrors too: they come before the overall one.
     except aiohttp.ConnectionTimeoutError:
         return _failed("timed out connecting", started)
@@ -178,8 +173,24 @@ async def attempt(
         # a settings problem to show the admin, not a reason to crash the loop.
         return _failed(f"request could not be sent: {type(exc).__name__}: {exc}", started)
     latency = (time.perf_counter() - started) * 1000
-    body = bytes(answer)
-    return Attempt(kind.verdict(status, headers, body), status, latency, body)
+    return Attempt(kind.verdict(status, headers, answer), status, latency, answer)
+
+
+async def _exchange(
+    client: aiohttp.ClientSession, request: OutgoingRequest
+) -> tuple[int, dict[str, str], bytes]:
+    """POST the request; its status, headers (lowercase names) and the answer's first bytes."""
+    async with client.post(
+        request.url, data=request.content, headers=request.headers, allow_redirects=False
+    ) as r:
+        answer = bytearray()
+        while len(answer) < MAX_ANSWER_BYTES:
+            chunk = await r.content.read(MAX_ANSWER_BYTES - len(answer))
+            if not chunk:
+                break
+            answer += chunk
+        # Leaving with the body unread closes the connection instead of reusing it.
+        return r.status, {k.lower(): v for k, v in r.headers.items()}, bytes(answer)
 
 
 def _failed(message: str, started: float) -> Attempt:
