@@ -151,7 +151,6 @@ def test_http_batches_as_json_array_and_ndjson(
         add_destination(
             name="n", kind="http", url=ndjson.url, namespaces=[namespace], options={"batch_format": "ndjson"}
         )
-        ndjson.decode = lambda r: [json.loads(line) for line in r.body.splitlines()]  # type: ignore[method-assign]
         events = [in_ns(namespace) for _ in range(30)]
         service.send(events)
         wait_until(lambda: len(array.events()) >= 30 and len(ndjson.events()) >= 30, what="30 events each")
@@ -229,7 +228,7 @@ def test_500_then_200_is_retried_while_another_destination_keeps_flowing(
 ) -> None:
     flaky, healthy = Receiver(), Receiver()
     try:
-        flaky.respond = lambda r: (500, {"Content-Type": "text/plain"}, b"internal trouble")  # type: ignore[method-assign]
+        flaky.answer_with(500, {"Content-Type": "text/plain"}, b"internal trouble")
         broken = add_destination(name="flaky", kind="http", url=flaky.url, namespaces=[namespace])
         add_destination(name="healthy", kind="http", url=healthy.url, namespaces=[namespace])
         events = [in_ns(namespace) for _ in range(5)]
@@ -244,7 +243,7 @@ def test_500_then_200_is_retried_while_another_destination_keeps_flowing(
         assert "internal trouble" in status["last_error"]["message"]
         assert status["next_retry_at"] is not None
         assert flaky.events() == []
-        flaky.respond = lambda r: (200, {}, b"")  # type: ignore[method-assign]
+        flaky.answer_normally()
         wait_until(lambda: len(flaky.events()) >= 5, timeout=15, what="flaky destination recovers")
         assert flaky.events() == events and healthy.events() == events
         status = wait_until(
@@ -348,7 +347,7 @@ def test_events_wake_delivery_at_once_without_polling(fresh_service: Service, re
 def test_retry_after_zero_does_not_become_a_hot_loop(
     service: Service, add_destination: AddDestination, receiver: Receiver, namespace: str
 ) -> None:
-    receiver.respond = lambda r: (503, {"Retry-After": "0"}, b"busy")  # type: ignore[method-assign]
+    receiver.answer_with(503, {"Retry-After": "0"}, b"busy")
     add_destination(name="z", kind="http", url=receiver.url, namespaces=[namespace])
     service.send(in_ns(namespace))
     wait_until(lambda: receiver.failed, what="first attempt")

@@ -12,11 +12,27 @@ AddDestination = Callable[..., dict[str, Any]]
 
 
 class PickyHec(HecReceiver):
-    """HEC that refuses, as a whole batch, any request holding an event marked poison."""
+    """HEC that refuses, as a whole batch, any request holding an event marked poison, until
+    `picky` is set to False (the SIEM is fixed)."""
+
+    picky = True
 
     def respond(self, request: Received) -> Reply:
-        if b'"poison"' in request.body:
+        if self.picky and b'"poison"' in request.body:
             return self._answer(400, "Invalid data format", 6)
+        return super().respond(request)
+
+
+class RefusesMarked(Receiver):
+    """A SIEM that refuses, with `status` and `body`, any request whose body holds `marker`."""
+
+    def __init__(self, marker: bytes, status: int, body: bytes) -> None:
+        self.marker, self.status, self.body = marker, status, body
+        super().__init__()
+
+    def respond(self, request: Received) -> Reply | str:
+        if self.marker in request.body:
+            return self.status, {}, self.body
         return super().respond(request)
 
 
@@ -56,7 +72,7 @@ def test_a_poison_event_is_isolated_dead_lettered_and_the_stream_goes_on(
         assert all({"at", "events", "bytes", "status", "latency_ms", "error"} <= set(d) for d in history)
 
         # The SIEM is fixed: re-sending the dead letter delivers it and empties the list.
-        hec.respond = lambda r: HecReceiver.respond(hec, r)  # type: ignore[method-assign]
+        hec.picky = False
         with service.admin() as client:
             result = client.post(f"/api/v1/destinations/{destination['id']}/dead-letters/resend").json()
         assert result["remaining"] == 0 and result["results"][0]["delivered"] is True
@@ -68,11 +84,8 @@ def test_a_poison_event_is_isolated_dead_lettered_and_the_stream_goes_on(
 def test_dead_letters_can_be_discarded(
     service: Service, add_destination: AddDestination, namespace: str
 ) -> None:
-    receiver = Receiver()
+    receiver = RefusesMarked(b"reject-me", 422, b"schema mismatch")
     try:
-        receiver.respond = lambda r: (  # type: ignore[method-assign]
-            (422, {}, b"schema mismatch") if b"reject-me" in r.body else (200, {}, b"")
-        )
         destination = add_destination(name="d", kind="http", url=receiver.url, namespaces=[namespace])
         service.send([in_ns(namespace, details="reject-me"), in_ns(namespace)])
         wait_until(
@@ -94,7 +107,7 @@ def test_dead_letters_can_be_discarded(
 def test_a_destination_refusing_everything_holds_the_stream_instead_of_dead_lettering_it_all(
     service: Service, add_destination: AddDestination, receiver: Receiver, namespace: str
 ) -> None:
-    receiver.respond = lambda r: (404, {}, b"no such path")  # type: ignore[method-assign]
+    receiver.answer_with(404, body=b"no such path")
     destination = add_destination(name="wrong-path", kind="http", url=receiver.url, namespaces=[namespace])
     events = [in_ns(namespace) for _ in range(12)]
     service.send(events)
@@ -108,7 +121,7 @@ def test_a_destination_refusing_everything_holds_the_stream_instead_of_dead_lett
         what="the breaker to hold the stream",
     )
     assert status["dead_letters"] == 5
-    receiver.respond = lambda r: (200, {}, b"")  # type: ignore[method-assign]
+    receiver.answer_normally()
     wait_until(lambda: len(receiver.events()) >= 7, timeout=15, what="the rest after the fix")
     assert receiver.events() == events[5:]
 
@@ -254,11 +267,8 @@ def test_a_run_of_poison_longer_than_the_breaker_does_not_stop_the_stream_for_go
 ) -> None:
     fresh_service.extra_env["AUDITRELAY_BREAKER_HOLD_SECONDS"] = "1"
     service = fresh_service.start()
-    receiver = Receiver()
+    receiver = RefusesMarked(b'"poison"', 400, b"bad event")
     try:
-        receiver.respond = lambda r: (  # type: ignore[method-assign]
-            (400, {}, b"bad event") if b'"poison"' in r.body else (200, {}, b"")
-        )
         destination = service.add_destination(
             name="p", kind="http", url=receiver.url, event_types=["document.*"]
         )

@@ -10,7 +10,7 @@ from tests.support import Receiver, Service, make_event, wait_until
 
 def test_restart_mid_stream_delivers_every_event_in_order(fresh_service: Service, receiver: Receiver) -> None:
     service = fresh_service.start()
-    receiver.respond = lambda r: (503, {}, b"down for maintenance")  # type: ignore[method-assign]
+    receiver.answer_with(503, body=b"down for maintenance")
     destination = service.add_destination(name="r", kind="http", url=receiver.url, event_types=["document.*"])
     events = [make_event(action="document.update") for _ in range(60)]
     for start in range(0, 60, 20):
@@ -19,7 +19,7 @@ def test_restart_mid_stream_delivers_every_event_in_order(fresh_service: Service
     # uvicorn re-raises SIGTERM after its graceful shutdown, so -15 is a clean exit too.
     assert service.stop() in (0, -signal.SIGTERM), service.log()
     assert "Application shutdown complete" in service.log()
-    receiver.respond = lambda r: (200, {}, b"")  # type: ignore[method-assign]
+    receiver.answer_normally()
     service.start()
     wait_until(lambda: len(receiver.events()) >= 60, timeout=20, what="all 60 events after restart")
     time.sleep(0.3)
@@ -29,13 +29,7 @@ def test_restart_mid_stream_delivers_every_event_in_order(fresh_service: Service
 
 def test_kill_9_during_delivery_loses_nothing(fresh_service: Service, receiver: Receiver) -> None:
     service = fresh_service.start()
-    slow_reply = receiver.respond
-
-    def slow(request):  # type: ignore[no-untyped-def]
-        time.sleep(0.02)
-        return slow_reply(request)
-
-    receiver.respond = slow  # type: ignore[method-assign]
+    receiver.delay(0.02)
     service.add_destination(name="k", kind="http", url=receiver.url, event_types=["document.*"])
     events = [make_event(action="document.view") for _ in range(150)]
     service.send(events)
@@ -61,20 +55,14 @@ def test_sigterm_lets_the_request_in_flight_finish_and_commits_it(
     fresh_service: Service, receiver: Receiver
 ) -> None:
     service = fresh_service.start()
-    plain = receiver.respond
-
-    def slow(request):  # type: ignore[no-untyped-def]
-        time.sleep(0.05)
-        return plain(request)
-
-    receiver.respond = slow  # type: ignore[method-assign]
+    receiver.delay(0.05)
     service.add_destination(name="g", kind="http", url=receiver.url, event_types=["document.*"])
     events = [make_event(action="document.view") for _ in range(80)]
     service.send(events)
     wait_until(lambda: len(receiver.events()) >= 10, what="delivery under way")
     service.stop()  # SIGTERM: graceful
     assert len(receiver.events()) < 80, "the stop must land mid-stream"
-    receiver.respond = plain  # type: ignore[method-assign]
+    receiver.delay(0)
     service.start()
     wait_until(lambda: len(receiver.events()) >= 80, timeout=20, what="the rest after restart")
     time.sleep(0.3)

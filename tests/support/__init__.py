@@ -6,6 +6,7 @@ Everything is re-exported here, so `from tests.support import X` works for every
 
 from tests.support.factories import in_ns, make_event
 from tests.support.receivers import (
+    HANG,
     HecReceiver,
     Received,
     Receiver,
@@ -17,6 +18,7 @@ from tests.support.service import ROOT, Service, alive, children_of, free_port
 from tests.support.waiting import wait_until
 
 __all__ = [
+    "HANG",
     "ROOT",
     "HecReceiver",
     "Received",

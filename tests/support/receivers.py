@@ -27,6 +27,8 @@ class Received:
 
 
 Reply = tuple[int, dict[str, str], bytes]
+#: A reply that holds the connection open without answering until the receiver closes.
+HANG = "hang"
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -43,15 +45,32 @@ class _Server(http.server.ThreadingHTTPServer):
 class Receiver:
     """An HTTP server on loopback recording every request.
 
-    `script` replies are used first, one per request, then `respond()`. A reply of
-    `"hang"` holds the connection open without answering until the receiver closes.
+    What it answers, first match wins:
+
+    1. `script`: one-shot replies, one per request, in order (`HANG` holds that request);
+    2. `answer_with(status, headers, body)`: every following request gets that answer until
+       changed (`answer_with(HANG)` holds them all); `answer_normally()` ends it;
+    3. `respond(request)`: the protocol's own answer, which subclasses define.
+
+    `delay(seconds)` sends every following answer that much later; `hold()` keeps every
+    following request waiting, unanswered, until `release()`.
+
+    Recorded: `arrivals`, every request read in full, in arrival order, whatever its answer
+    (a hanging or held one too); `requests`, those answered 2xx; `failed`, those answered
+    otherwise. A hanging request is in `arrivals` only.
     """
 
     def __init__(self) -> None:
         self.requests: list[Received] = []
+        self.failed: list[Received] = []
+        self.arrivals: list[Received] = []
         self.script: list[Reply | str] = []
         self.lock = threading.Lock()
         self.closing = threading.Event()
+        self._standing: Reply | str | None = None
+        self._delay = 0.0
+        self._open = threading.Event()
+        self._open.set()
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -68,21 +87,12 @@ class Receiver:
                 received = Received(
                     "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.time()
                 )
-                with receiver.lock:
-                    reply = receiver.script.pop(0) if receiver.script else None
-                if reply is None:
-                    reply = receiver.respond(received)
-                if reply == "hang":  # hold the connection, answer nothing, record nothing
-                    receiver.closing.wait(30)
+                reply = receiver._reply_to(received)
+                if reply is None:  # hanging, held until closing: answer nothing
                     return
-                assert not isinstance(reply, str)
                 status, headers, payload = reply
-                if 200 <= status < 300:
-                    with receiver.lock:
-                        receiver.requests.append(received)
-                else:
-                    with receiver.lock:
-                        receiver.failed.append(received)
+                with receiver.lock:
+                    (receiver.requests if 200 <= status < 300 else receiver.failed).append(received)
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -93,7 +103,6 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.failed: list[Received] = []
         self.server = _Server(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -102,8 +111,63 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
+    # -- configuring the answers --
+
+    def answer_with(
+        self, status: int | str | None, headers: dict[str, str] | None = None, body: bytes = b""
+    ) -> None:
+        """Answer every following request so (or hang, with `HANG`) until changed; `None`
+        goes back to the protocol's own answer."""
+        answer: Reply | str | None
+        if status is None or status == HANG:
+            answer = status
+        elif isinstance(status, int):
+            answer = (status, dict(headers or {}), body)
+        else:
+            raise ValueError(f"not an HTTP status: {status!r}")
+        with self.lock:
+            self._standing = answer
+
+    def answer_normally(self) -> None:
+        """Back to the protocol's own answer (`respond`)."""
+        self.answer_with(None)
+
+    def delay(self, seconds: float) -> None:
+        """Send every following answer `seconds` after the request arrived (0: at once)."""
+        with self.lock:
+            self._delay = seconds
+
+    def hold(self) -> None:
+        """Keep every following request waiting, unanswered, until `release()`."""
+        self._open.clear()
+
+    def release(self) -> None:
+        """Answer the held requests, and the following ones at once."""
+        self._open.set()
+
     def respond(self, request: Received) -> Reply | str:
+        """The protocol's own answer; subclasses speak their protocol here."""
         return 200, {"Content-Type": "application/json"}, b'{"ok":true}'
+
+    def _reply_to(self, received: Received) -> Reply | None:
+        with self.lock:
+            self.arrivals.append(received)
+            reply = self.script.pop(0) if self.script else self._standing
+            delay = self._delay
+        if reply is None:
+            reply = self.respond(received)
+        while not self._open.wait(0.01):
+            if self.closing.is_set():
+                return None
+        if reply == HANG:
+            self.closing.wait(60)
+            return None
+        if delay and self.closing.wait(delay):
+            return None
+        assert not isinstance(reply, str), reply
+        return reply
+
+    # -- what arrived --
 
     def events(self) -> list[dict[str, Any]]:
         """Every event accepted so far, in arrival order (decoded per the protocol)."""
@@ -111,7 +175,16 @@ class Receiver:
             requests = list(self.requests)
         return [event for request in requests for event in self.decode(request)]
 
+    def arrived_events(self) -> list[dict[str, Any]]:
+        """Every event that arrived so far, whatever the answer, in arrival order."""
+        with self.lock:
+            requests = list(self.arrivals)
+        return [event for request in requests for event in self.decode(request)]
+
     def decode(self, request: Received) -> list[dict[str, Any]]:
+        """One event, a JSON array, or NDJSON (by its Content-Type)."""
+        if (request.header("content-type") or "").startswith("application/x-ndjson"):
+            return [json.loads(line) for line in request.body.splitlines() if line.strip()]
         payload = json.loads(request.body)
         return payload if isinstance(payload, list) else [payload]
 
