@@ -7,12 +7,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,11 +24,35 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+#: Settings that make the tests fast: quick retries, short timeouts, a short resync, and
+#: two worker processes, as `serve` runs by default on a multi-core machine.
+TEST_SETTINGS = {
+    "AUDITRELAY_RETRY_INITIAL_SECONDS": "0.1",
+    "AUDITRELAY_RETRY_MAX_SECONDS": "1",
+    "AUDITRELAY_UNAUTHORIZED_RETRY_SECONDS": "0.5",
+    "AUDITRELAY_CONNECT_TIMEOUT_SECONDS": "1",
+    "AUDITRELAY_REQUEST_TIMEOUT_SECONDS": "2",
+    "AUDITRELAY_RESYNC_SECONDS": "0.5",
+    "AUDITRELAY_WORKERS": "2",
+}
+
+
 @dataclass
 class Service:
+    """`python -m auditrelay serve` on `data_dir` and `database_url` ("": SQLite in data_dir).
+
+    Its environment holds nothing of the caller's `AUDITRELAY_*` variables: only the store,
+    the port, private destinations allowed, `TEST_SETTINGS` (unless `tuned` is False: then
+    the shipped defaults), `AUDITRELAY_SQLITE_SYNCHRONOUS=synchronous` (None: not set, so
+    the shipped default, FULL) and `extra_env` last.
+    """
+
     data_dir: Path
     database_url: str
     extra_env: dict[str, str] = field(default_factory=dict)
+    synchronous: str | None = "NORMAL"
+    tuned: bool = True
+    ready_timeout: float = 30.0
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     admin_token: str = ""
@@ -38,6 +63,11 @@ class Service:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "the service was never started"
+        return self.process.pid
+
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITRELAY_")}
         env.update(
@@ -46,39 +76,38 @@ class Service:
                 "AUDITRELAY_DATABASE_URL": self.database_url,
                 "AUDITRELAY_PORT": str(self.port),
                 "AUDITRELAY_ALLOW_PRIVATE_DESTINATIONS": "true",
-                "AUDITRELAY_RETRY_INITIAL_SECONDS": "0.1",
-                "AUDITRELAY_RETRY_MAX_SECONDS": "1",
-                "AUDITRELAY_UNAUTHORIZED_RETRY_SECONDS": "0.5",
-                "AUDITRELAY_CONNECT_TIMEOUT_SECONDS": "1",
-                "AUDITRELAY_REQUEST_TIMEOUT_SECONDS": "2",
-                "AUDITRELAY_RESYNC_SECONDS": "0.5",
-                "AUDITRELAY_SQLITE_SYNCHRONOUS": "NORMAL",
-                # Several processes, as `serve` runs by default on a multi-core machine.
-                "AUDITRELAY_WORKERS": "2",
             }
         )
+        if self.tuned:
+            env.update(TEST_SETTINGS)
+        if self.synchronous is not None:
+            env["AUDITRELAY_SQLITE_SYNCHRONOUS"] = self.synchronous
         env.update(self.extra_env)
         return env
 
     def start(self) -> Service:
+        """Start the service and wait until it answers /readyz; RuntimeError if it exits or
+        does not become ready within `ready_timeout`."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / f"service-{self.port}.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
         self.process = subprocess.Popen(
             [sys.executable, "-m", "auditrelay", "serve"], env=self.env(), stdout=log, stderr=log, cwd=ROOT
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"service exited with {self.process.returncode}: {self.log()}")
+        process = self.process
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"service exited with {process.returncode}: {self.log()}")
             try:
-                if httpx.get(self.base_url + "/readyz", timeout=1).status_code == 200:
-                    break
+                return httpx.get(self.base_url + "/readyz", timeout=1).status_code == 200
             except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        else:
-            raise RuntimeError(f"service did not become ready: {self.log()}")
+                return False
+
+        try:
+            wait_until(ready, timeout=self.ready_timeout, interval=0.05, what="the service to be ready")
+        except AssertionError:
+            raise RuntimeError(f"service did not become ready: {self.log()}") from None
         self.admin_token = (self.data_dir / "admin.token").read_text().strip()
         self.ingest_token = (self.data_dir / "ingest.token").read_text().strip()
         return self
