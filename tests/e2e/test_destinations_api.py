@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tests.support import Receiver, Service, make_event, wait_until
@@ -264,7 +265,7 @@ def test_events_are_not_sent_to_a_destination_of_another_test(service: Service, 
         service.delete_destination(destination["id"])
 
 
-def test_secrets_never_leave_in_answers_audit_events_or_the_database_file(
+def test_secrets_never_leave_in_answers_audit_events_or_the_database(
     fresh_service: Service, receiver: Receiver
 ) -> None:
     service = fresh_service.start()
@@ -294,10 +295,35 @@ def test_secrets_never_leave_in_answers_audit_events_or_the_database_file(
         for secret in ("SUMOSECRETCODE", "HEADERSECRET", "HECTOKENSECRET"):
             assert secret not in text
     service.stop()
-    for path in service.data_dir.glob("auditrelay.db*"):
-        raw = path.read_bytes()
-        for secret in (b"SUMOSECRETCODE", b"HEADERSECRET", b"HECTOKENSECRET"):
-            assert secret not in raw, f"{secret!r} stored in clear in {path.name}"
+    secrets = (b"SUMOSECRETCODE", b"HEADERSECRET", b"HECTOKENSECRET")
+    if not service.database_url:  # SQLite: every byte of the database and its journal files
+        files = list(service.data_dir.glob("auditrelay.db*"))
+        assert service.data_dir / "auditrelay.db" in files
+        for path in files:
+            raw = path.read_bytes()
+            for secret in secrets:
+                assert secret not in raw, f"{secret!r} stored in clear in {path.name}"
+        return
+    # PostgreSQL: the rows themselves, the destinations' secrets and config first, then
+    # every value of every table.
+    with psycopg.connect(service.database_url) as conn:
+        rows = conn.execute("SELECT id, secrets, config FROM destinations").fetchall()
+        assert {row[0] for row in rows} == {created["id"], hec["id"]}
+        for destination_id, sealed, config in rows:
+            assert sealed, f"no secrets stored for {destination_id}"
+            for secret in secrets:
+                assert secret not in bytes(sealed), f"{secret!r} in clear in destinations.secrets"
+                assert secret.decode() not in config, f"{secret!r} in clear in destinations.config"
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchall()
+        assert len(tables) > 1
+        for (table,) in tables:
+            for row in conn.execute(f'SELECT * FROM "{table}"'):
+                for value in row:
+                    raw = bytes(value) if isinstance(value, bytes | memoryview) else str(value).encode()
+                    for secret in secrets:
+                        assert secret not in raw, f"{secret!r} stored in clear in table {table}"
 
 
 @pytest.mark.parametrize(
