@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 import http.server
 import json
+import select
+import socket
 import sys
 import threading
 import time
@@ -21,6 +23,8 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    #: For a request left hanging: when the sender gave up on it and closed the connection.
+    given_up_at: float | None = None
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -57,7 +61,8 @@ class Receiver:
 
     Recorded: `arrivals`, every request read in full, in arrival order, whatever its answer
     (a hanging or held one too); `requests`, those answered 2xx; `failed`, those answered
-    otherwise. A hanging request is in `arrivals` only.
+    otherwise. A hanging request is in `arrivals` only, with `given_up_at` set when the
+    sender closes its connection. Closing the receiver drops hanging and held connections.
     """
 
     def __init__(self) -> None:
@@ -87,8 +92,9 @@ class Receiver:
                 received = Received(
                     "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.time()
                 )
-                reply = receiver._reply_to(received)
-                if reply is None:  # hanging, held until closing: answer nothing
+                reply = receiver._reply_to(received, self.connection)
+                if reply is None:  # left hanging, or held until the receiver closed: no answer
+                    self.close_connection = True
                     return
                 status, headers, payload = reply
                 with receiver.lock:
@@ -149,7 +155,7 @@ class Receiver:
         """The protocol's own answer; subclasses speak their protocol here."""
         return 200, {"Content-Type": "application/json"}, b'{"ok":true}'
 
-    def _reply_to(self, received: Received) -> Reply | None:
+    def _reply_to(self, received: Received, connection: socket.socket) -> Reply | None:
         with self.lock:
             self.arrivals.append(received)
             reply = self.script.pop(0) if self.script else self._standing
@@ -160,12 +166,27 @@ class Receiver:
             if self.closing.is_set():
                 return None
         if reply == HANG:
-            self.closing.wait(60)
+            self._hang(received, connection)
             return None
         if delay and self.closing.wait(delay):
             return None
         assert not isinstance(reply, str), reply
         return reply
+
+    def _hang(self, received: Received, connection: socket.socket) -> None:
+        """Answer nothing until the receiver closes or the sender gives up (and note when)."""
+        while not self.closing.is_set():
+            readable, _, _ = select.select([connection], [], [], 0.05)
+            if not readable:
+                continue
+            try:
+                peeked = connection.recv(1, socket.MSG_PEEK)
+            except OSError:
+                peeked = b""
+            if not peeked:
+                received.given_up_at = time.time()
+                return
+            self.closing.wait(0.05)  # bytes of a next request: the sender has not given up
 
     # -- what arrived --
 
