@@ -55,9 +55,11 @@ def test_a_poison_event_is_isolated_dead_lettered_and_the_stream_goes_on(
         poison = in_ns(namespace, details={"kind": "poison"})
         after = [in_ns(namespace) for _ in range(10)]
         service.send([*before, poison, *after])
-        wait_until(lambda: len(hec.events()) >= 20, timeout=20, what="the 20 good events")
-        time.sleep(0.3)
-        assert hec.events() == before + after, "every good event, in order, and not the poison one"
+        # In order: once a last marker event arrives, everything before it has.
+        marker = in_ns(namespace, action="marker.end")
+        service.send(marker)
+        wait_until(lambda: marker in hec.events(), timeout=20, what="the 20 good events and the marker")
+        assert hec.events() == [*before, *after, marker], "every good event, in order, not the poison one"
         letters = get(service, f"/api/v1/destinations/{destination['id']}/dead-letters")
         assert letters["total"] == 1
         letter = letters["dead_letters"][0]
@@ -133,8 +135,11 @@ def test_replay_by_sequence_and_by_time_resends_without_moving_the_live_cursor(
     first = [in_ns(namespace) for _ in range(5)]
     service.send(first)
     wait_until(lambda: len(receiver.events()) >= 5, what="first five")
+    # Caught up: the live cursor is at the head of the log.
+    before = wait_until(
+        lambda: (s := service.destination(destination["id"])["status"])["lag"] == 0 and s, what="lag 0"
+    )
     with service.admin() as client:
-        stored = client.get("/api/v1/events", params={"after": 0, "limit": 1000}).json()
         # Page through to find our events' sequence numbers.
         seqs = {}
         after = 0
@@ -145,8 +150,6 @@ def test_replay_by_sequence_and_by_time_resends_without_moving_the_live_cursor(
             if not page["events"]:
                 break
             after = page["next_after"]
-        assert stored["head"] >= 5
-        cursor_before = service.destination(destination["id"])["status"]["cursor"]
         response = client.post(
             f"/api/v1/destinations/{destination['id']}/replay",
             json={"from_seq": seqs[first[1]["id"]], "to_seq": seqs[first[3]["id"]]},
@@ -165,8 +168,15 @@ def test_replay_by_sequence_and_by_time_resends_without_moving_the_live_cursor(
         what="replay done",
     )
     assert done["id"] == job["id"] and done["delivered"] == 3 and done["progress"] == 1.0 and replays
-    # The live cursor did not move back (nor forward: nothing else of ours came in).
-    assert service.destination(destination["id"])["status"]["cursor"] >= cursor_before
+    # The live cursor did not move back, nor forward past anything but the one event stored
+    # since, the replay's own audit event (of no namespace of ours).
+    since = get(service, f"/api/v1/events?after={before['cursor']}&limit=1000")["events"]
+    assert [item["event"]["action"] for item in since] == ["audit_stream.destination.replay"]
+    wait_until(
+        lambda: service.destination(destination["id"])["status"]["cursor"] == since[0]["seq"],
+        what="the live cursor just past the replay's audit event",
+    )
+    assert len(receiver.events()) == 8, "the replay re-sent nothing live"
     # Live events keep flowing after a replay.
     live = in_ns(namespace)
     service.send(live)
