@@ -489,3 +489,114 @@ def test_a_destination_trickling_its_answer_is_cut_off_by_the_total_timeout(
 def service_history(service: Service, destination_id: str) -> list[dict[str, Any]]:
     with service.admin() as client:
         return client.get(f"/api/v1/destinations/{destination_id}/deliveries").json()["deliveries"]
+
+
+def test_sumo_logic_requests_carry_the_verification_token_and_custom_headers(
+    service: Service, add_destination: AddDestination, sumo: SumoReceiver, namespace: str
+) -> None:
+    destination = add_destination(
+        name="sumo-headers",
+        kind="sumo_logic",
+        url=sumo.url + "/receiver/v1/http/HEADERCODE987654",
+        headers=[
+            {"name": "X-Team", "value": "security"},
+            {"name": "X-Api-Key", "value": "sumo-key-123456", "secret": True},
+        ],
+        namespaces=[namespace],
+    )
+    event = in_ns(namespace)
+    service.send(event)
+    wait_until(lambda: sumo.events(), what="the event at Sumo")
+    assert sumo.events() == [event]
+    request = sumo.requests[0]
+    assert request.header("x-auditrelay-streaming-token") == destination["verification_token"]
+    assert request.header("x-team") == "security"
+    assert request.header("x-api-key") == "sumo-key-123456"
+
+
+def test_a_longer_linger_gathers_a_burst_sent_one_event_per_request_into_fewer_requests(
+    service: Service, add_destination: AddDestination, receiver: Receiver, namespace: str
+) -> None:
+    linger_ms = 1000
+    add_destination(
+        name="linger",
+        kind="http",
+        url=receiver.url,
+        namespaces=[namespace],
+        options={"batch_format": "json_array"},
+        batch={"max_events": 100, "linger_ms": linger_ms},
+    )
+    burst = [in_ns(namespace, action=f"burst.n{i}") for i in range(20)]
+    started = time.time()
+    with service.ingest() as client:
+        for event in burst:  # one event per request
+            response = client.post("/api/v1/events", json=event)
+            assert response.status_code == 202, response.text
+    wait_until(lambda: len(receiver.events()) >= len(burst), what="the burst")
+    assert receiver.events() == burst
+    assert len(receiver.requests) < len(burst), [len(json.loads(r.body)) for r in receiver.requests]
+    # The first request waited the linger out after the first event was stored.
+    assert receiver.requests[0].at - started >= linger_ms / 1000
+
+
+def test_a_destination_down_then_back_gets_every_event_in_order_and_turns_healthy(
+    service: Service, add_destination: AddDestination, receiver: Receiver, namespace: str
+) -> None:
+    receiver.answer_with(503, {"Content-Type": "text/plain"}, b"down for maintenance")
+    destination = add_destination(name="down", kind="http", url=receiver.url, namespaces=[namespace])
+    events = [in_ns(namespace, action=f"outage.n{i}") for i in range(12)]
+    service.send(events[:4])
+    failing = wait_until(
+        lambda: (s := service.destination(destination["id"])["status"])["consecutive_failures"] >= 3 and s,
+        what="three failed attempts",
+    )
+    assert failing["state"] == "failing" and failing["last_error"]["status"] == 503
+    assert "down for maintenance" in failing["last_error"]["message"]
+    for start in (4, 8):  # more events while it is down
+        service.send(events[start : start + 4])
+    wait_until(lambda: service.destination(destination["id"])["status"]["lag"] >= 12, what="all 12 owed")
+    assert receiver.events() == []
+    receiver.answer_normally()
+    marker = in_ns(namespace, action="marker.end")
+    service.send(marker)
+    wait_until(lambda: marker in receiver.events(), timeout=15, what="every event after the outage")
+    assert receiver.events() == [*events, marker], "every event, once, in order"
+    healthy = wait_until(
+        lambda: (s := service.destination(destination["id"])["status"])["state"] == "healthy" and s,
+        what="the destination healthy again",
+    )
+    assert healthy["consecutive_failures"] == 0 and healthy["lag"] == 0
+    assert healthy["delivered_total"] == len(events) + 1
+
+
+def test_lag_seconds_grows_while_a_paused_destination_owes_events_and_is_0_when_caught_up(
+    service: Service, add_destination: AddDestination, receiver: Receiver, namespace: str
+) -> None:
+    destination = add_destination(name="lagging", kind="http", url=receiver.url, namespaces=[namespace])
+    first = in_ns(namespace)
+    service.send(first)
+    caught_up = wait_until(
+        lambda: (s := service.destination(destination["id"])["status"])["lag"] == 0 and s, what="caught up"
+    )
+    assert caught_up["lag_seconds"] == 0
+    with service.admin() as client:
+        response = client.post(f"/api/v1/destinations/{destination['id']}/pause")
+    assert response.status_code == 200, response.text
+    service.send(in_ns(namespace))
+    stored_by = time.time()
+    # Owed and growing: at least as old as the event it owes, by the status's own clock.
+    status = wait_until(
+        lambda: (s := service.destination(destination["id"])["status"])["lag_seconds"] >= 0.5 and s,
+        what="lag_seconds to grow",
+    )
+    asked = time.time()
+    again = service.destination(destination["id"])["status"]
+    assert status["lag"] >= 1 and again["lag_seconds"] >= asked - stored_by - 0.001
+    assert again["lag_seconds"] >= status["lag_seconds"]
+    with service.admin() as client:
+        response = client.post(f"/api/v1/destinations/{destination['id']}/resume")
+    assert response.status_code == 200, response.text
+    caught_up = wait_until(
+        lambda: (s := service.destination(destination["id"])["status"])["lag"] == 0 and s, what="caught up"
+    )
+    assert caught_up["lag_seconds"] == 0

@@ -293,3 +293,91 @@ def test_a_run_of_poison_longer_than_the_breaker_does_not_stop_the_stream_for_go
         assert {d["event_id"] for d in letters["dead_letters"]} == {e["id"] for e in poison}
     finally:
         receiver.close()
+
+
+def seq_of(service: Service, event_id: str) -> int:
+    """The sequence number of a stored event."""
+    after = 0
+    while True:
+        page = get(service, f"/api/v1/events?after={after}&limit=1000")
+        for item in page["events"]:
+            if item["event"]["id"] == event_id:
+                return int(item["seq"])
+        assert page["events"], f"event {event_id} is not stored"
+        after = page["next_after"]
+
+
+def audit_events_of(service: Service, destination_id: str) -> list[dict[str, Any]]:
+    """The audit events (`audit_stream.*`) about one destination, in log order."""
+    found, after = [], 0
+    while True:
+        page = get(service, f"/api/v1/events?action=audit_stream.*&after={after}&limit=1000")
+        if not page["events"]:
+            return found
+        found += [i["event"] for i in page["events"] if i["event"]["entity"]["id"] == destination_id]
+        after = page["next_after"]
+
+
+def test_replay_resend_and_discard_are_audit_events_with_their_details(
+    service: Service, add_destination: AddDestination, namespace: str
+) -> None:
+    receiver = RefusesMarked(b"reject-me", 422, b"schema mismatch")
+    try:
+        destination = add_destination(name="audited", kind="http", url=receiver.url, namespaces=[namespace])
+        path = f"/api/v1/destinations/{destination['id']}"
+        refused = [in_ns(namespace, details=f"reject-me {n}") for n in range(2)]
+        good = in_ns(namespace)
+        service.send([*refused, good])
+        wait_until(
+            lambda: get(service, path + "/dead-letters")["total"] == 2, timeout=20, what="two dead letters"
+        )
+        letters = get(service, path + "/dead-letters")["dead_letters"]
+        assert [d["event_id"] for d in letters] == [e["id"] for e in refused]
+        with service.admin() as client:
+            # Re-send the first one (still refused: it stays), discard the second.
+            response = client.post(path + "/dead-letters/resend", json={"ids": [letters[0]["id"]]})
+            assert response.status_code == 200, response.text
+            assert response.json()["remaining"] == 2
+            assert [r["delivered"] for r in response.json()["results"]] == [False]
+            response = client.delete(f"{path}/dead-letters/{letters[1]['id']}")
+            assert response.status_code == 204, response.text
+            at = seq_of(service, good["id"])
+            response = client.post(path + "/replay", json={"from_seq": at, "to_seq": at})
+            assert response.status_code == 202, response.text
+        mine = audit_events_of(service, destination["id"])
+        assert [e["action"] for e in mine] == [
+            "audit_stream.destination.create",
+            "audit_stream.destination.dead_letter.resend",
+            "audit_stream.destination.dead_letter.discard",
+            "audit_stream.destination.replay",
+        ]
+        resend, discard, replay = mine[1:]
+        about = {"id": destination["id"], "name": "audited", "kind": "http"}
+        assert resend["details"] == {"destination": about, "resent": 1, "delivered": 0}
+        assert discard["details"] == {"destination": about, "dead_letter_id": letters[1]["id"]}
+        assert replay["details"] == {"destination": about, "from_seq": at, "to_seq": at}
+        for event in (resend, discard, replay):
+            assert event["entity"]["type"] == "audit_stream_destination"
+            assert event["actor"]["type"] == "service" and event["actor"]["token"]["name"]
+    finally:
+        receiver.close()
+
+
+def test_the_attempt_history_is_newest_first(
+    service: Service, add_destination: AddDestination, receiver: Receiver, namespace: str
+) -> None:
+    receiver.script = [(500, {}, b"first failure"), (503, {}, b"second failure")]
+    destination = add_destination(name="history", kind="http", url=receiver.url, namespaces=[namespace])
+    path = f"/api/v1/destinations/{destination['id']}/deliveries"
+    service.send(in_ns(namespace))
+    wait_until(lambda: receiver.events(), what="delivery after two failures")
+    later = in_ns(namespace)
+    service.send(later)
+    wait_until(lambda: len(get(service, path)["deliveries"]) >= 4, what="four attempts recorded")
+    history = get(service, path)["deliveries"]
+    assert [d["status"] for d in history] == [200, 200, 503, 500]
+    assert [d["outcome"] for d in history] == ["delivered", "delivered", "retry", "retry"]
+    assert "second failure" in history[2]["error"] and "first failure" in history[3]["error"]
+    stamps = [d["at"] for d in history]
+    assert stamps == sorted(stamps, reverse=True)
+    assert [d["status"] for d in get(service, path + "?limit=2")["deliveries"]] == [200, 200]

@@ -1,11 +1,15 @@
-"""Stopping the service with events still undelivered loses none of them.
+"""Stopping the service, or a destination's loop (pause, edit), with events still
+undelivered or a request in flight loses none of them and sends none twice.
 
 These run with the shipped SQLite setting, `synchronous=FULL` (the other e2e tests use
 NORMAL, for speed)."""
 
 from __future__ import annotations
 
+import json
 import signal
+
+import pytest
 
 from tests.support import HANG, Receiver, Service, make_event, wait_until
 
@@ -96,3 +100,62 @@ def test_shutdown_is_not_held_up_by_a_hanging_destination(fresh_service: Service
         assert hanging.failed == [] and hanging.requests == [], "the hanging request was never answered"
     finally:
         hanging.close()
+
+
+@pytest.mark.parametrize("change", ["pause", "edit"])
+def test_pause_or_edit_lets_the_request_in_flight_finish_and_never_sends_it_again(
+    fresh_service: Service, receiver: Receiver, change: str
+) -> None:
+    # A long request timeout, so that only the loop's stop could cut the held request
+    # short, and the stop grace the README promises the request (it is answered at once).
+    fresh_service.extra_env.update(
+        {"AUDITRELAY_REQUEST_TIMEOUT_SECONDS": "30", "AUDITRELAY_STOP_GRACE_SECONDS": "20"}
+    )
+    fresh_service.synchronous = None
+    service = fresh_service.start()
+    witness = Receiver()
+    try:
+        destination = service.add_destination(
+            name="f", kind="http", url=receiver.url, event_types=["flight.*"]
+        )
+        receiver.hold()
+        in_flight = make_event(action="flight.first")
+        service.send(in_flight)
+        wait_until(lambda: receiver.arrivals, what="the request in flight")
+        path = f"/api/v1/destinations/{destination['id']}"
+        with service.admin() as client:
+            if change == "pause":
+                response = client.post(path + "/pause")
+            else:
+                response = client.patch(path, json={"name": "f-edited"})
+        assert response.status_code == 200, response.text
+        # A witness destination created after the change: once it delivers, the delivering
+        # process has asked the loop to stop (one pass over the destinations does both).
+        service.add_destination(name="w", kind="http", url=witness.url, event_types=["witness.*"])
+        seen = make_event(action="witness.seen")
+        service.send(seen)
+        wait_until(lambda: witness.events() == [seen], what="the witness")
+        later = make_event(action="flight.later")
+        service.send(later)
+        receiver.release()  # the request in flight is answered now, while the loop stops
+        wait_until(lambda: in_flight in receiver.events(), what="the request in flight answered")
+        if change == "pause":
+            # Committed before the loop ended: delivered once, and the cursor past it.
+            wait_until(
+                lambda: service.destination(destination["id"])["status"]["delivered_total"] == 1,
+                what="the delivery committed",
+            )
+            assert [r.body for r in receiver.arrivals] == [receiver.requests[0].body], "paused: nothing more"
+            with service.admin() as client:
+                response = client.post(path + "/resume")
+            assert response.status_code == 200, response.text
+        wait_until(lambda: later in receiver.events(), what="the event sent after the change")
+        assert [json.loads(r.body)["id"] for r in receiver.arrivals] == [in_flight["id"], later["id"]], (
+            "the request in flight is never sent again"
+        )
+        wait_until(
+            lambda: service.destination(destination["id"])["status"]["delivered_total"] == 2,
+            what="both deliveries committed, each once",
+        )
+    finally:
+        witness.close()
