@@ -268,15 +268,23 @@ class Nginx:
         self.process = subprocess.Popen(
             [NGINX, "-c", str(self.dir / "nginx.conf"), "-p", str(self.dir), "-e", error_log]
         )
-        deadline = time.monotonic() + 10
-        while True:
+        from service import wait_until  # not at the top: the counting receiver's process needs none of it
+
+        process = self.process
+
+        def answering() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"nginx exited with {process.returncode}: {self.error_log()}")
             try:
                 httpx.get(self.url + "/__ping", timeout=1)
-                break
             except httpx.HTTPError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"nginx did not start: {self.error_log()}") from None
-                time.sleep(0.05)
+                return False
+            return True
+
+        try:
+            wait_until(answering, timeout=10, interval=0.05, what="nginx to answer")
+        except AssertionError:
+            raise RuntimeError(f"nginx did not start: {self.error_log()}") from None
 
     @property
     def url(self) -> str:

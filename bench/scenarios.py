@@ -112,7 +112,8 @@ def scenario_ingest(ctx: Context) -> Result:
     bodies = list(batch_bodies(prefix, count, 500))  # built up front: the client is not the bottleneck
     extra: Result = {}
     with service_on_fresh_store(ctx, extra) as service:
-        report = ingest(service.url, service.ingest_token, bodies, ctx.concurrency, time.monotonic() + 300)
+        deadline = time.monotonic() + 300
+        report = ingest(service.base_url, service.ingest_token, bodies, ctx.concurrency, deadline)
     result = row("ingest", ctx, report.events, report.seconds, **extra, **ingest_report(report))
     result["latency_ms"] = percentiles(report.request_ms)
     result["latency_of"] = "one POST of 500 events, sent to 202"
@@ -135,7 +136,8 @@ def _one_destination_throughput(
     ):
         extra["receiver"] = "nginx" if isinstance(server, Nginx) else "asyncio"
         destination = service.add_destination(url=server.url + path, **settings)
-        report = ingest(service.url, service.ingest_token, bodies, ctx.concurrency, time.monotonic() + 300)
+        deadline = time.monotonic() + 300
+        report = ingest(service.base_url, service.ingest_token, bodies, ctx.concurrency, deadline)
         drained = service.wait_drained(destination["id"], timeout=max(60, count / 1000))
         got = arrived(server, path or HEC_PATH)
         status = service.status(destination["id"])
@@ -188,7 +190,7 @@ def scenario_latency(ctx: Context) -> Result:
             url=server.url + "/latency",
             options={"batch_format": ctx.latency_format},
         )
-        report = paced(service.url, service.ingest_token, prefix, rate, seconds)
+        report = paced(service.base_url, service.ingest_token, prefix, rate, seconds)
         drained = service.wait_drained(destination["id"], timeout=60)
         assert isinstance(server, CountingReceiver)
         got = arrived(server, "/latency")
@@ -265,7 +267,7 @@ def scenario_fan_out(ctx: Context) -> Result:
             return round(time.monotonic() - begin, 2), max(lags), sum(lags)
 
         lag_samples = sample_every(1.0, probe, stop)
-        report = paced(service.url, service.ingest_token, prefix, rate, seconds)
+        report = paced(service.base_url, service.ingest_token, prefix, rate, seconds)
         stop.set()
         deadline = time.monotonic() + max(60, 2 * seconds)
         while not (drained := not any(s["lag"] for s in service.statuses().values())):
@@ -326,7 +328,8 @@ def scenario_backlog(ctx: Context) -> Result:
         assert service.memory is not None
         service.memory.mark("store backlog")
         bodies = batch_bodies(prefix, count, 500)  # generated as sent: 1M events would not fit
-        report = ingest(service.url, service.ingest_token, bodies, ctx.concurrency, time.monotonic() + 900)
+        deadline = time.monotonic() + 900
+        report = ingest(service.base_url, service.ingest_token, bodies, ctx.concurrency, deadline)
         lag = service.status(destination["id"])["lag"]
         service.memory.mark("drain")
         resumed = time.time()

@@ -6,12 +6,9 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
+import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,14 +16,15 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-PYTHON = ROOT / ".venv" / "bin" / "python"
+if str(ROOT) not in sys.path:  # run as `python bench/run.py`: the repo root holds tests/
+    sys.path.insert(1, str(ROOT))
+
+from tests.support import Service as TestService  # noqa: E402 - needs the path above
+from tests.support import free_port, wait_until  # noqa: E402
+
+__all__ = ["PG_ADMIN_URL", "ROOT", "MemorySampler", "Service", "free_port", "fresh_store"]
+
 PG_ADMIN_URL = os.environ.get("AUDITRELAY_BENCH_PG", "postgresql://127.0.0.1:5432/test")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -150,60 +148,29 @@ class MemorySampler:
         self._thread.join()
 
 
-class Service:
-    """`python -m auditrelay serve` on a fresh data dir and a given database URL."""
+class Service(TestService):
+    """The service as the tests run it (tests.support.Service), but with the shipped
+    defaults (no test tuning, SQLite `synchronous=FULL`, one worker per core) unless
+    `extra_env` says otherwise, on a fresh data dir removed at `stop()`, with its memory
+    sampled while it runs and one keep-alive admin client."""
 
     def __init__(self, database_url: str, extra_env: dict[str, str] | None = None) -> None:
-        self.data_dir = Path(tempfile.mkdtemp(prefix="bench-data-", dir="/tmp"))
-        self.database_url = database_url
-        self.port = free_port()
-        self.extra_env = extra_env or {}
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(
+            Path(tempfile.mkdtemp(prefix="bench-data-", dir="/tmp")),
+            database_url,
+            extra_env={"AUDITRELAY_LOG_LEVEL": "warning", **(extra_env or {})},
+            synchronous=None,
+            tuned=False,
+            ready_timeout=60,
+        )
         self.memory: MemorySampler | None = None
-        self.admin_token = self.ingest_token = ""
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
+        self.api: httpx.Client | None = None
 
     def start(self) -> Service:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITRELAY_")}
-        env.update(
-            {
-                "AUDITRELAY_DATA_DIR": str(self.data_dir),
-                "AUDITRELAY_DATABASE_URL": self.database_url,
-                "AUDITRELAY_PORT": str(self.port),
-                "AUDITRELAY_ALLOW_PRIVATE_DESTINATIONS": "true",
-                "AUDITRELAY_LOG_LEVEL": "warning",
-                **self.extra_env,
-            }
-        )
-        log = open(self.data_dir / "service.log", "ab")  # noqa: SIM115 - owned by the child
-        self.process = subprocess.Popen(
-            [str(PYTHON), "-m", "auditrelay", "serve"], env=env, stdout=log, stderr=log, cwd=ROOT
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"service exited with {self.process.returncode}: {self.log()}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"service did not become ready: {self.log()}")
-            time.sleep(0.05)
-        self.admin_token = (self.data_dir / "admin.token").read_text().strip()
-        self.ingest_token = (self.data_dir / "ingest.token").read_text().strip()
+        super().start()
         self.memory = MemorySampler(self.pid)
-        self.admin = httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=30
+        self.api = httpx.Client(
+            base_url=self.base_url, headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=30
         )
         return self
 
@@ -228,54 +195,53 @@ class Service:
             "service_cpu_s": round(tree_cpu_seconds(self.pid), 2),
         }
 
-    def stop(self) -> None:
+    def stop(self, *args: Any, **kwargs: Any) -> int:
+        """Stop the service (SIGTERM, then SIGKILL after 30 s) and remove its data dir."""
         if self.memory is not None:
             self.memory.stop()
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        with contextlib.suppress(AttributeError):
-            self.admin.close()
+        kwargs.setdefault("timeout", 30)
+        returncode = super().stop(*args, **kwargs) if self.process is not None else 0
+        if self.api is not None:
+            self.api.close()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+        return returncode
 
-    def log(self) -> str:
-        path = self.data_dir / "service.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+    def log(self, whole: bool = False) -> str:
+        return super().log(whole) if whole else super().log()[-3000:]
 
-    # -- admin API --
+    # -- admin API, over the keep-alive client --
+
+    def _client(self) -> httpx.Client:
+        assert self.api is not None, "the service was never started"
+        return self.api
 
     def add_destination(self, **settings: Any) -> dict[str, Any]:
-        response = self.admin.post("/api/v1/destinations", json=settings)
+        response = self._client().post("/api/v1/destinations", json=settings)
         if response.status_code != 201:
             raise RuntimeError(f"creating a destination failed: {response.status_code} {response.text}")
         result: dict[str, Any] = response.json()
         return result
 
     def status(self, destination_id: str) -> dict[str, Any]:
-        response = self.admin.get(f"/api/v1/destinations/{destination_id}")
+        response = self._client().get(f"/api/v1/destinations/{destination_id}")
         response.raise_for_status()
         result: dict[str, Any] = response.json()["status"]
         return result
 
     def statuses(self) -> dict[str, dict[str, Any]]:
         """Every destination's status, by id, in one request."""
-        response = self.admin.get("/api/v1/destinations")
+        response = self._client().get("/api/v1/destinations")
         response.raise_for_status()
         return {d["id"]: d["status"] for d in response.json()["destinations"]}
 
     def set_paused(self, destination_id: str, paused: bool) -> None:
         action = "pause" if paused else "resume"
-        self.admin.post(f"/api/v1/destinations/{destination_id}/{action}").raise_for_status()
+        self._client().post(f"/api/v1/destinations/{destination_id}/{action}").raise_for_status()
 
     def wait_drained(self, destination_id: str, timeout: float, interval: float = 0.05) -> bool:
         """Poll until the destination's lag is 0; False on timeout."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.status(destination_id)["lag"] == 0:
-                return True
-            time.sleep(interval)
-        return False
+        try:
+            wait_until(lambda: self.status(destination_id)["lag"] == 0, timeout=timeout, interval=interval)
+        except AssertionError:
+            return False
+        return True

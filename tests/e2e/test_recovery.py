@@ -12,11 +12,27 @@ AddDestination = Callable[..., dict[str, Any]]
 
 
 class PickyHec(HecReceiver):
-    """HEC that refuses, as a whole batch, any request holding an event marked poison."""
+    """HEC that refuses, as a whole batch, any request holding an event marked poison, until
+    `picky` is set to False (the SIEM is fixed)."""
+
+    picky = True
 
     def respond(self, request: Received) -> Reply:
-        if b'"poison"' in request.body:
+        if self.picky and b'"poison"' in request.body:
             return self._answer(400, "Invalid data format", 6)
+        return super().respond(request)
+
+
+class RefusesMarked(Receiver):
+    """A SIEM that refuses, with `status` and `body`, any request whose body holds `marker`."""
+
+    def __init__(self, marker: bytes, status: int, body: bytes) -> None:
+        self.marker, self.status, self.body = marker, status, body
+        super().__init__()
+
+    def respond(self, request: Received) -> Reply | str:
+        if self.marker in request.body:
+            return self.status, {}, self.body
         return super().respond(request)
 
 
@@ -39,9 +55,11 @@ def test_a_poison_event_is_isolated_dead_lettered_and_the_stream_goes_on(
         poison = in_ns(namespace, details={"kind": "poison"})
         after = [in_ns(namespace) for _ in range(10)]
         service.send([*before, poison, *after])
-        wait_until(lambda: len(hec.events()) >= 20, timeout=20, what="the 20 good events")
-        time.sleep(0.3)
-        assert hec.events() == before + after, "every good event, in order, and not the poison one"
+        # In order: once a last marker event arrives, everything before it has.
+        marker = in_ns(namespace, action="marker.end")
+        service.send(marker)
+        wait_until(lambda: marker in hec.events(), timeout=20, what="the 20 good events and the marker")
+        assert hec.events() == [*before, *after, marker], "every good event, in order, not the poison one"
         letters = get(service, f"/api/v1/destinations/{destination['id']}/dead-letters")
         assert letters["total"] == 1
         letter = letters["dead_letters"][0]
@@ -56,7 +74,7 @@ def test_a_poison_event_is_isolated_dead_lettered_and_the_stream_goes_on(
         assert all({"at", "events", "bytes", "status", "latency_ms", "error"} <= set(d) for d in history)
 
         # The SIEM is fixed: re-sending the dead letter delivers it and empties the list.
-        hec.respond = lambda r: HecReceiver.respond(hec, r)  # type: ignore[method-assign]
+        hec.picky = False
         with service.admin() as client:
             result = client.post(f"/api/v1/destinations/{destination['id']}/dead-letters/resend").json()
         assert result["remaining"] == 0 and result["results"][0]["delivered"] is True
@@ -68,11 +86,8 @@ def test_a_poison_event_is_isolated_dead_lettered_and_the_stream_goes_on(
 def test_dead_letters_can_be_discarded(
     service: Service, add_destination: AddDestination, namespace: str
 ) -> None:
-    receiver = Receiver()
+    receiver = RefusesMarked(b"reject-me", 422, b"schema mismatch")
     try:
-        receiver.respond = lambda r: (  # type: ignore[method-assign]
-            (422, {}, b"schema mismatch") if b"reject-me" in r.body else (200, {}, b"")
-        )
         destination = add_destination(name="d", kind="http", url=receiver.url, namespaces=[namespace])
         service.send([in_ns(namespace, details="reject-me"), in_ns(namespace)])
         wait_until(
@@ -94,7 +109,7 @@ def test_dead_letters_can_be_discarded(
 def test_a_destination_refusing_everything_holds_the_stream_instead_of_dead_lettering_it_all(
     service: Service, add_destination: AddDestination, receiver: Receiver, namespace: str
 ) -> None:
-    receiver.respond = lambda r: (404, {}, b"no such path")  # type: ignore[method-assign]
+    receiver.answer_with(404, body=b"no such path")
     destination = add_destination(name="wrong-path", kind="http", url=receiver.url, namespaces=[namespace])
     events = [in_ns(namespace) for _ in range(12)]
     service.send(events)
@@ -108,7 +123,7 @@ def test_a_destination_refusing_everything_holds_the_stream_instead_of_dead_lett
         what="the breaker to hold the stream",
     )
     assert status["dead_letters"] == 5
-    receiver.respond = lambda r: (200, {}, b"")  # type: ignore[method-assign]
+    receiver.answer_normally()
     wait_until(lambda: len(receiver.events()) >= 7, timeout=15, what="the rest after the fix")
     assert receiver.events() == events[5:]
 
@@ -120,8 +135,11 @@ def test_replay_by_sequence_and_by_time_resends_without_moving_the_live_cursor(
     first = [in_ns(namespace) for _ in range(5)]
     service.send(first)
     wait_until(lambda: len(receiver.events()) >= 5, what="first five")
+    # Caught up: the live cursor is at the head of the log.
+    before = wait_until(
+        lambda: (s := service.destination(destination["id"])["status"])["lag"] == 0 and s, what="lag 0"
+    )
     with service.admin() as client:
-        stored = client.get("/api/v1/events", params={"after": 0, "limit": 1000}).json()
         # Page through to find our events' sequence numbers.
         seqs = {}
         after = 0
@@ -132,8 +150,6 @@ def test_replay_by_sequence_and_by_time_resends_without_moving_the_live_cursor(
             if not page["events"]:
                 break
             after = page["next_after"]
-        assert stored["head"] >= 5
-        cursor_before = service.destination(destination["id"])["status"]["cursor"]
         response = client.post(
             f"/api/v1/destinations/{destination['id']}/replay",
             json={"from_seq": seqs[first[1]["id"]], "to_seq": seqs[first[3]["id"]]},
@@ -152,8 +168,15 @@ def test_replay_by_sequence_and_by_time_resends_without_moving_the_live_cursor(
         what="replay done",
     )
     assert done["id"] == job["id"] and done["delivered"] == 3 and done["progress"] == 1.0 and replays
-    # The live cursor did not move back (nor forward: nothing else of ours came in).
-    assert service.destination(destination["id"])["status"]["cursor"] >= cursor_before
+    # The live cursor did not move back, nor forward past anything but the one event stored
+    # since, the replay's own audit event (of no namespace of ours).
+    since = get(service, f"/api/v1/events?after={before['cursor']}&limit=1000")["events"]
+    assert [item["event"]["action"] for item in since] == ["audit_stream.destination.replay"]
+    wait_until(
+        lambda: service.destination(destination["id"])["status"]["cursor"] == since[0]["seq"],
+        what="the live cursor just past the replay's audit event",
+    )
+    assert len(receiver.events()) == 8, "the replay re-sent nothing live"
     # Live events keep flowing after a replay.
     live = in_ns(namespace)
     service.send(live)
@@ -254,11 +277,8 @@ def test_a_run_of_poison_longer_than_the_breaker_does_not_stop_the_stream_for_go
 ) -> None:
     fresh_service.extra_env["AUDITRELAY_BREAKER_HOLD_SECONDS"] = "1"
     service = fresh_service.start()
-    receiver = Receiver()
+    receiver = RefusesMarked(b'"poison"', 400, b"bad event")
     try:
-        receiver.respond = lambda r: (  # type: ignore[method-assign]
-            (400, {}, b"bad event") if b'"poison"' in r.body else (200, {}, b"")
-        )
         destination = service.add_destination(
             name="p", kind="http", url=receiver.url, event_types=["document.*"]
         )
@@ -273,3 +293,91 @@ def test_a_run_of_poison_longer_than_the_breaker_does_not_stop_the_stream_for_go
         assert {d["event_id"] for d in letters["dead_letters"]} == {e["id"] for e in poison}
     finally:
         receiver.close()
+
+
+def seq_of(service: Service, event_id: str) -> int:
+    """The sequence number of a stored event."""
+    after = 0
+    while True:
+        page = get(service, f"/api/v1/events?after={after}&limit=1000")
+        for item in page["events"]:
+            if item["event"]["id"] == event_id:
+                return int(item["seq"])
+        assert page["events"], f"event {event_id} is not stored"
+        after = page["next_after"]
+
+
+def audit_events_of(service: Service, destination_id: str) -> list[dict[str, Any]]:
+    """The audit events (`audit_stream.*`) about one destination, in log order."""
+    found, after = [], 0
+    while True:
+        page = get(service, f"/api/v1/events?action=audit_stream.*&after={after}&limit=1000")
+        if not page["events"]:
+            return found
+        found += [i["event"] for i in page["events"] if i["event"]["entity"]["id"] == destination_id]
+        after = page["next_after"]
+
+
+def test_replay_resend_and_discard_are_audit_events_with_their_details(
+    service: Service, add_destination: AddDestination, namespace: str
+) -> None:
+    receiver = RefusesMarked(b"reject-me", 422, b"schema mismatch")
+    try:
+        destination = add_destination(name="audited", kind="http", url=receiver.url, namespaces=[namespace])
+        path = f"/api/v1/destinations/{destination['id']}"
+        refused = [in_ns(namespace, details=f"reject-me {n}") for n in range(2)]
+        good = in_ns(namespace)
+        service.send([*refused, good])
+        wait_until(
+            lambda: get(service, path + "/dead-letters")["total"] == 2, timeout=20, what="two dead letters"
+        )
+        letters = get(service, path + "/dead-letters")["dead_letters"]
+        assert [d["event_id"] for d in letters] == [e["id"] for e in refused]
+        with service.admin() as client:
+            # Re-send the first one (still refused: it stays), discard the second.
+            response = client.post(path + "/dead-letters/resend", json={"ids": [letters[0]["id"]]})
+            assert response.status_code == 200, response.text
+            assert response.json()["remaining"] == 2
+            assert [r["delivered"] for r in response.json()["results"]] == [False]
+            response = client.delete(f"{path}/dead-letters/{letters[1]['id']}")
+            assert response.status_code == 204, response.text
+            at = seq_of(service, good["id"])
+            response = client.post(path + "/replay", json={"from_seq": at, "to_seq": at})
+            assert response.status_code == 202, response.text
+        mine = audit_events_of(service, destination["id"])
+        assert [e["action"] for e in mine] == [
+            "audit_stream.destination.create",
+            "audit_stream.destination.dead_letter.resend",
+            "audit_stream.destination.dead_letter.discard",
+            "audit_stream.destination.replay",
+        ]
+        resend, discard, replay = mine[1:]
+        about = {"id": destination["id"], "name": "audited", "kind": "http"}
+        assert resend["details"] == {"destination": about, "resent": 1, "delivered": 0}
+        assert discard["details"] == {"destination": about, "dead_letter_id": letters[1]["id"]}
+        assert replay["details"] == {"destination": about, "from_seq": at, "to_seq": at}
+        for event in (resend, discard, replay):
+            assert event["entity"]["type"] == "audit_stream_destination"
+            assert event["actor"]["type"] == "service" and event["actor"]["token"]["name"]
+    finally:
+        receiver.close()
+
+
+def test_the_attempt_history_is_newest_first(
+    service: Service, add_destination: AddDestination, receiver: Receiver, namespace: str
+) -> None:
+    receiver.script = [(500, {}, b"first failure"), (503, {}, b"second failure")]
+    destination = add_destination(name="history", kind="http", url=receiver.url, namespaces=[namespace])
+    path = f"/api/v1/destinations/{destination['id']}/deliveries"
+    service.send(in_ns(namespace))
+    wait_until(lambda: receiver.events(), what="delivery after two failures")
+    later = in_ns(namespace)
+    service.send(later)
+    wait_until(lambda: len(get(service, path)["deliveries"]) >= 4, what="four attempts recorded")
+    history = get(service, path)["deliveries"]
+    assert [d["status"] for d in history] == [200, 200, 503, 500]
+    assert [d["outcome"] for d in history] == ["delivered", "delivered", "retry", "retry"]
+    assert "second failure" in history[2]["error"] and "first failure" in history[3]["error"]
+    stamps = [d["at"] for d in history]
+    assert stamps == sorted(stamps, reverse=True)
+    assert [d["status"] for d in get(service, path + "?limit=2")["deliveries"]] == [200, 200]

@@ -10,6 +10,16 @@ from tests.support import Receiver, Service, make_event, wait_until
 SECOND_IN_DAYS = 1 / 86400
 
 
+HELD_BACK = "are past retention but kept until every destination has them"
+
+
+def set_paused(service: Service, destination_id: str, paused: bool) -> None:
+    with service.admin() as client:
+        response = client.post(f"/api/v1/destinations/{destination_id}/{'pause' if paused else 'resume'}")
+    assert response.status_code == 200, response.text
+    assert response.json()["active"] is not paused
+
+
 def stored_ids(service: Service) -> set[str]:
     ids: set[str] = set()
     after = 0
@@ -36,14 +46,20 @@ def test_expired_events_wait_for_a_paused_destination_then_go(
     destination = service.add_destination(
         name="slow", kind="http", url=receiver.url, event_types=["document.*"]
     )
-    with service.admin() as client:
-        client.post(f"/api/v1/destinations/{destination['id']}/pause")
+    set_paused(service, destination["id"], True)
     events = [make_event() for _ in range(5)]
     service.send(events)
-    time.sleep(2.5)  # well past retention, several retention passes
+    stored_by = time.time()
+    # Past retention (1 s) by the clock, then two more retention passes that found expired
+    # events and kept them (each pass that holds events back says so in the log): the
+    # second of them began after the events had expired.
+    wait_until(lambda: time.time() > stored_by + 1.0, what="the events to be past retention")
+    passes = service.log(whole=True).count(HELD_BACK)
+    wait_until(
+        lambda: service.log(whole=True).count(HELD_BACK) >= passes + 2, what="two more retention passes"
+    )
     assert {e["id"] for e in events} <= stored_ids(service), "owed to a paused destination: kept"
-    with service.admin() as client:
-        client.post(f"/api/v1/destinations/{destination['id']}/resume")
+    set_paused(service, destination["id"], False)
     wait_until(lambda: len(receiver.events()) >= 5, what="delivery after resume")
     assert receiver.events() == events
     wait_until(lambda: not ({e["id"] for e in events} & stored_ids(service)), timeout=10, what="purge")
@@ -62,15 +78,13 @@ def test_the_hard_maximum_wins_over_a_destination_that_never_catches_up(
     )
     service = fresh_service.start()
     destination = service.add_destination(name="stuck", kind="http", url=receiver.url)
-    with service.admin() as client:
-        client.post(f"/api/v1/destinations/{destination['id']}/pause")
+    set_paused(service, destination["id"], True)
     events = [make_event() for _ in range(3)]
     service.send(events)
     wait_until(lambda: not ({e["id"] for e in events} & stored_ids(service)), timeout=10, what="hard purge")
     # What remains after the purge still flows once the destination resumes.
     later = make_event()
-    with service.admin() as client:
-        client.post(f"/api/v1/destinations/{destination['id']}/resume")
+    set_paused(service, destination["id"], False)
     service.send(later)
     wait_until(lambda: any(e["id"] == later["id"] for e in receiver.events()), what="later event")
 

@@ -29,20 +29,21 @@ def leaders(service: Service) -> list[int]:
 def test_every_process_takes_events_and_one_delivers_each_exactly_once(
     fresh_service: Service, receiver: Receiver, namespace: str
 ) -> None:
-    # A long resync: delivery can only be prompt if the other process's commits are signalled.
-    fresh_service.extra_env["AUDITRELAY_RESYNC_SECONDS"] = "30"
+    # An hour's resync: delivery within the wait below is only possible if the other
+    # process's commits are signalled.
+    fresh_service.extra_env["AUDITRELAY_RESYNC_SECONDS"] = "3600"
     service = fresh_service.start()
-    wait_until(lambda: len(children_of(service.process.pid)) >= 2, what="two worker processes")  # type: ignore[union-attr]
+    wait_until(lambda: len(children_of(service.pid)) >= 2, what="two worker processes")
     assert len(leaders(service)) == 1, service.log()
     service.add_destination(name="w", kind="http", url=receiver.url, namespaces=[namespace])
     events = [in_ns(namespace) for _ in range(120)]
-    started = time.monotonic()
     for start in range(0, 120, 4):
         service.send(events[start : start + 4])
-    wait_until(lambda: len(receiver.events()) >= 120, timeout=10, what="all 120 events")
-    assert time.monotonic() - started < 10  # well inside the 30 s poll: signals did it
-    time.sleep(0.5)
-    assert [e["id"] for e in receiver.events()] == [e["id"] for e in events], "once each, in order"
+    # In order: once a last marker event arrives, everything before it has.
+    marker = in_ns(namespace, action="marker.end")
+    service.send(marker)
+    wait_until(lambda: marker in receiver.events(), timeout=30, what="all 120 events and the marker")
+    assert [e["id"] for e in receiver.events()] == [e["id"] for e in [*events, marker]], "once each, in order"
     metrics = httpx.get(service.base_url + "/metrics").text
     ingested = re.search(r"^auditrelay_events_ingested_total (\S+)$", metrics, re.M)
     assert ingested and float(ingested.group(1)) >= 120, "counters add up over the processes"
@@ -51,32 +52,46 @@ def test_every_process_takes_events_and_one_delivers_each_exactly_once(
 def test_a_pause_answered_by_any_process_stops_delivery(
     fresh_service: Service, receiver: Receiver, namespace: str
 ) -> None:
-    fresh_service.extra_env["AUDITRELAY_RESYNC_SECONDS"] = "30"
+    # No resync to fall back on: the pause must be signalled to the delivering process.
+    fresh_service.extra_env["AUDITRELAY_RESYNC_SECONDS"] = "3600"
     service = fresh_service.start()
     destination = service.add_destination(name="p", kind="http", url=receiver.url, namespaces=[namespace])
     headers = {"Authorization": f"Bearer {service.admin_token}"}
-    for round_ in range(4):  # new connections each time: either process may answer
-        assert (
-            httpx.post(
+    witnesses: list[Receiver] = []
+    try:
+        for round_ in range(4):  # new connections each time: either process may answer
+            response = httpx.post(
                 f"{service.base_url}/api/v1/destinations/{destination['id']}/pause", headers=headers
-            ).status_code
-            == 200
-        )
-        time.sleep(0.5)
-        service.send([in_ns(namespace, action=f"round.n{round_}")])
-        time.sleep(1.0)
-        assert not [e for e in receiver.events() if e["action"] == f"round.n{round_}"], "paused, nothing sent"
-        assert (
-            httpx.post(
+            )
+            assert response.status_code == 200, response.text
+            # A witness destination created after the pause (over a new connection too):
+            # once it delivers, the delivering process has seen the pause, since one pass
+            # over the destinations starts the one and stops the other. It also takes the
+            # round's event, so when it has that, the paused one would have had it too.
+            witness = Receiver()
+            witnesses.append(witness)
+            service.add_destination(
+                name=f"witness-{round_}", kind="http", url=witness.url, namespaces=[f"{namespace}-w{round_}"]
+            )
+            seen = in_ns(f"{namespace}-w{round_}", action="round.seen")
+            service.send(seen)
+            wait_until(lambda w=witness, e=seen: e in w.events(), what="the witness")  # type: ignore[misc]
+            event = in_ns(namespace, action=f"round.n{round_}")
+            echo = in_ns(f"{namespace}-w{round_}", action="round.echo")
+            service.send([event, echo])
+            wait_until(lambda w=witness, e=echo: e in w.events(), what="the witness's echo")  # type: ignore[misc]
+            assert event not in receiver.events(), "paused, nothing sent"
+            resuming = time.time()
+            response = httpx.post(
                 f"{service.base_url}/api/v1/destinations/{destination['id']}/resume", headers=headers
-            ).status_code
-            == 200
-        )
-        wait_until(
-            lambda r=round_: [e for e in receiver.events() if e["action"] == f"round.n{r}"],  # type: ignore[misc]
-            timeout=5,
-            what="delivery after resume",
-        )
+            )
+            assert response.status_code == 200, response.text
+            wait_until(lambda e=event: e in receiver.events(), what="delivery after resume")  # type: ignore[misc]
+            arrival = next(r for r in receiver.requests if event["id"].encode() in r.body)
+            assert arrival.at >= resuming, "delivered while paused"
+    finally:
+        for witness in witnesses:
+            witness.close()
 
 
 def test_when_the_delivering_process_dies_another_takes_over(
@@ -91,13 +106,16 @@ def test_when_the_delivering_process_dies_another_takes_over(
     os.kill(leader, signal.SIGKILL)
     # Events keep being taken while nobody delivers (by the other process, or a retry).
     later = [in_ns(namespace) for _ in range(20)]
+
+    def sent(batch: list[dict[str, object]]) -> bool:
+        try:
+            service.send(batch)
+        except (httpx.HTTPError, AssertionError):
+            return False  # the connection landed on the dying process: again
+        return True
+
     for start in range(0, 20, 5):
-        for _ in range(20):
-            try:
-                service.send(later[start : start + 5])
-                break
-            except (httpx.HTTPError, AssertionError):
-                time.sleep(0.1)  # the connection landed on the dying process
+        wait_until(lambda b=later[start : start + 5]: sent(b), interval=0.1, what="a batch taken")  # type: ignore[misc]
     wait_until(lambda: len(leaders(service)) >= 2, timeout=10, what="a new delivering process")
     assert leaders(service)[-1] != leader
     wait_until(
@@ -110,7 +128,7 @@ def test_when_the_delivering_process_dies_another_takes_over(
 def test_kill_9_of_the_parent_takes_its_workers_with_it(fresh_service: Service) -> None:
     service = fresh_service.start()
     assert service.process is not None
-    workers = wait_until(lambda: children_of(service.process.pid), what="worker processes")  # type: ignore[union-attr]
+    workers = wait_until(lambda: children_of(service.pid), what="worker processes")
     service.stop(signal.SIGKILL)
     wait_until(lambda: not any(alive(pid) for pid in workers), timeout=10, what="the workers to die")
     # And the port is free for the next start.
@@ -137,10 +155,12 @@ def test_two_services_on_one_postgresql_database_deliver_each_event_once(
         events = [in_ns(namespace) for _ in range(40)]
         for n, start in enumerate(range(0, 40, 5)):
             (one if n % 2 else other).send(events[start : start + 5])
-        wait_until(lambda: len(receiver.events()) >= 40, timeout=10, what="all 40 events")
-        time.sleep(1.0)
+        # In order: once a last marker event arrives, everything before it has.
+        marker = in_ns(namespace, action="marker.end")
+        one.send(marker)
+        wait_until(lambda: marker in receiver.events(), timeout=10, what="all 40 events and the marker")
         received = [e["id"] for e in receiver.events()]
-        assert sorted(received) == sorted(e["id"] for e in events), "each event once, from one process"
+        assert sorted(received) == sorted(e["id"] for e in [*events, marker]), "each event once, from one"
         holder, survivor = (one, other) if leaders(one) else (other, one)
         holder.stop(signal.SIGKILL)
         wait_until(lambda: leaders(survivor), timeout=10, what="the survivor to take the lock")

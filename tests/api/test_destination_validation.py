@@ -1,0 +1,136 @@
+"""The destinations API's answers to bad settings and bad requests, in-process: the field
+named, problem JSON, nothing created."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import SOMEWHERE, Api
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"headers": [{"name": f"X-H{i}", "value": "v"} for i in range(21)]}, "headers"),
+        ({"headers": [{"name": "X-Bad\r\nInjected", "value": "v"}]}, "headers.0.name"),
+        ({"headers": [{"name": "X-Ok", "value": "v\r\nX-Injected: 1"}]}, "headers.0.value"),
+        ({"headers": [{"name": "Bad Name", "value": "v"}]}, "headers.0.name"),
+        ({"headers": [{"name": "Content-Length", "value": "1"}]}, "headers.0.name"),
+        ({"headers": [{"name": "X-A", "value": "1"}, {"name": "x-a", "value": "2"}]}, "headers"),
+        ({"event_types": ["Document Create"]}, "event_types"),
+        ({"namespaces": ["  "]}, "namespaces"),
+        ({"content_type": "not a type"}, "content_type"),
+        ({"kind": "kafka"}, "kind"),
+        ({"url": "ftp://example.com/x"}, "url"),
+        ({"url": "http://user:pw@127.0.0.1/x"}, "url"),
+        ({"unknown": 1}, "unknown"),
+        ({"options": {"batch_format": "xml"}}, "options.batch_format"),
+        ({"batch": {"max_events": 0}}, "batch.max_events"),
+    ],
+)
+async def test_bad_settings_are_422_naming_the_field(api: Api, settings: dict[str, Any], field: str) -> None:
+    body = {"name": "bad", "kind": "http", "url": SOMEWHERE, **settings}
+    before = await api.destination_count()
+    response = await api.admin("POST", "/api/v1/destinations", json=body)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert field in [e["field"] for e in response.json()["errors"]], response.text
+    assert await api.destination_count() == before
+
+
+async def test_malformed_and_oversized_admin_bodies(api: Api) -> None:
+    response = await api.admin(
+        "POST", "/api/v1/destinations", content=b"{nope", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    response = await api.admin("POST", "/api/v1/destinations", json=[1, 2])
+    assert response.status_code == 422
+    response = await api.admin(
+        "POST",
+        "/api/v1/destinations",
+        content=b'{"name":"' + b"x" * 400_000 + b'"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert (await api.admin("PATCH", "/api/v1/destinations/nope", json={"name": "x"})).status_code == 404
+    assert (await api.admin("POST", "/api/v1/destinations/nope/pause")).status_code == 404
+
+
+async def test_splunk_hec_needs_a_token(api: Api) -> None:
+    response = await api.admin(
+        "POST", "/api/v1/destinations", json={"name": "h", "kind": "splunk_hec", "url": SOMEWHERE}
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "token"
+
+
+async def test_private_destination_urls_are_refused_by_default(strict_api: Api) -> None:
+    for url in (SOMEWHERE, "http://10.0.0.8/x", "http://169.254.169.254/latest", "http://[::1]:9/x"):
+        response = await strict_api.admin(
+            "POST", "/api/v1/destinations", json={"name": "p", "kind": "http", "url": url}
+        )
+        assert response.status_code == 422, url
+        assert response.json()["errors"][0]["field"] == "url"
+        assert "AUDITRELAY_ALLOW_PRIVATE_DESTINATIONS" in response.json()["errors"][0]["message"]
+    assert await strict_api.destination_count() == 0
+
+
+async def test_unknown_routes_and_methods_are_problem_json(api: Api) -> None:
+    response = await api.client.get("/api/v1/nothing")
+    assert response.status_code == 404 and response.headers["content-type"] == "application/problem+json"
+    response = await api.client.put("/api/v1/events")
+    assert response.status_code == 405
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"headers": [{"name": "X-Team", "value": "café"}]}, "headers.0.value"),
+        ({"headers": [{"name": "Content-Type", "value": "text/plain"}]}, "headers.0.name"),
+        ({"token": "t-1234567890", "headers": [{"name": "Authorization", "value": "x"}]}, "headers"),
+        ({"token": "********abcd"}, "token"),
+        ({"token": "   "}, "token"),
+        ({"url": "http://127.0.0.1/********abcd"}, "url"),
+    ],
+)
+async def test_values_that_cannot_travel_in_headers_or_are_masked_are_refused(
+    api: Api, settings: dict[str, Any], field: str
+) -> None:
+    body = {"name": "bad", "kind": "http", "url": SOMEWHERE, **settings}
+    response = await api.admin("POST", "/api/v1/destinations", json=body)
+    assert response.status_code == 422, response.text
+    assert field in [e["field"] for e in response.json()["errors"]], response.text
+
+
+async def test_sumo_options_with_line_breaks_and_splunk_tokens_that_are_only_a_prefix(api: Api) -> None:
+    response = await api.admin(
+        "POST",
+        "/api/v1/destinations",
+        json={"name": "s", "kind": "sumo_logic", "url": SOMEWHERE, "options": {"category": "a\r\nX-Evil: 1"}},
+    )
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "options.category"
+    response = await api.admin(
+        "POST",
+        "/api/v1/destinations",
+        json={"name": "h", "kind": "splunk_hec", "url": SOMEWHERE, "token": "Splunk "},
+    )
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "token"
+
+
+async def test_a_streamed_oversized_admin_body_is_413(api: Api) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"name":"'
+        for _ in range(40):
+            yield b"x" * 10_000
+        yield b'"}'
+
+    response = await api.admin(
+        "POST", "/api/v1/destinations", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413

@@ -1,0 +1,127 @@
+"""Ingest's answers to bad input, in-process: every error named, nothing stored."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.api.conftest import Api
+from tests.support import make_event
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_one_invalid_event_rejects_the_whole_request_with_every_error(api: Api) -> None:
+    before = await api.head()
+    good = make_event()
+    bad_type = make_event(action=42)
+    unknown = make_event(color="blue")
+    bad_actor = make_event(actor={"type": "robot"})
+    response = await api.ingest("POST", "/api/v1/events", json=[good, bad_type, unknown, bad_actor])
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    errors = response.json()["errors"]
+    assert {"index": 1, "field": "action", "message": "must be a string, not a number"} in errors
+    assert any(e["index"] == 2 and e["field"] == "color" and "unknown field" in e["message"] for e in errors)
+    assert any(e["index"] == 3 and e["field"] == "actor.type" for e in errors)
+    assert all(e["index"] != 0 for e in errors)
+    assert await api.head() == before, "nothing of a rejected request may be stored"
+
+
+async def test_wrong_types_in_nested_fields_are_named_precisely(api: Api) -> None:
+    cases = {
+        "id": make_event(id="not-a-uuid"),
+        "timestamp": make_event(timestamp="yesterday"),
+        "context.ip_address": make_event(context={"ip_address": "999.1.1.1"}),
+        "entity.path": make_event(entity={"type": "project", "path": 7}),
+        "actor.user": make_event(actor={"type": "user"}),
+    }
+    for field, event in cases.items():
+        response = await api.ingest("POST", "/api/v1/events", json=event)
+        assert response.status_code == 422, (field, response.text)
+        assert [e["field"] for e in response.json()["errors"]] == [field], response.text
+    response = await api.ingest("POST", "/api/v1/events", json=[1, "x"])
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["message"] == "an event must be a JSON object, not a number"
+
+
+async def test_malformed_json_is_400_with_the_position(api: Api) -> None:
+    before = await api.head()
+    response = await api.ingest(
+        "POST", "/api/v1/events", content=b'{"action": "x",', headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert "not valid JSON" in response.json()["detail"]
+    response = await api.ingest(
+        "POST",
+        "/api/v1/events",
+        content=json.dumps(make_event()).encode() + b"\n{broken\n",
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    assert response.status_code == 400
+    assert "line 2" in response.json()["detail"]
+    response = await api.ingest(
+        "POST", "/api/v1/events", content=b"", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    response = await api.ingest(
+        "POST",
+        "/api/v1/events",
+        content=b"a=b",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 415
+    assert await api.head() == before
+
+
+async def test_too_many_events_or_bytes_are_413_and_nothing_stored(api: Api) -> None:
+    before = await api.head()
+    response = await api.ingest("POST", "/api/v1/events", json=[make_event() for _ in range(1001)])
+    assert response.status_code == 413
+    assert "1000 events" in response.json()["detail"]
+    huge = make_event(details={"blob": "x" * (5 * 1024 * 1024)})
+    response = await api.ingest("POST", "/api/v1/events", json=huge)
+    assert response.status_code == 413
+
+    async def chunks() -> AsyncIterator[
+        bytes
+    ]:  # no Content-Length: the limit must hold on a streamed body too
+        yield b'{"action":"document.create","actor":{"type":"system"},"details":"'
+        for _ in range(6):
+            yield b"y" * (1024 * 1024)
+        yield b'"}'
+
+    response = await api.ingest(
+        "POST", "/api/v1/events", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413
+    assert await api.head() == before
+
+
+async def test_missing_wrong_and_misused_tokens_are_refused(api: Api) -> None:
+    event = make_event()
+    client = api.client
+    response = await client.post("/api/v1/events", json=event)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    response = await client.post("/api/v1/events", json=event, headers={"Authorization": "Bearer nope"})
+    assert response.status_code == 401
+    assert response.json()["detail"] == "the token is unknown or revoked"
+    response = await client.post(
+        "/api/v1/events", json=event, headers={"Authorization": f"Basic {api.ingest_token}"}
+    )
+    assert response.status_code == 401
+    response = await client.post("/api/v1/events", json=event, headers=api.as_admin())
+    assert response.status_code == 403
+    for method, path in (
+        ("GET", "/api/v1/destinations"),
+        ("POST", "/api/v1/destinations"),
+        ("GET", "/api/v1/events"),
+        ("DELETE", "/api/v1/destinations/x"),
+    ):
+        response = await api.ingest(method, path)
+        assert response.status_code == 403, (method, path)
+        assert "admin token" in response.json()["detail"]
