@@ -298,18 +298,22 @@ def test_repeated_kill_9_with_failing_hanging_refusing_and_returning_destination
             # (Other repeats are requests timed out and sent again: the 2 s request timeout
             # here is short, and requests wait for the status read above.)
             duplicates = len(stream) - len(set(stream))
-            # Not vacuous: by the last kill, events had been committed, which the check of
-            # re-sends forbids to come again; and the per-event destination delivered many
-            # times its read batch, which its bound on uncommitted events forbids re-sending.
             delivered_then = set(stream[: cuts[name][-1]])
             committed_then = {i for i in delivered_then if seqs[i] <= committed[name][-1]}
             if name == "returning":
                 assert not delivered_then, "accepted events while it answered 503"
-            else:
-                assert committed_then, f"{name}: nothing committed by the last kill; seed {seed}"
-            if name == "healthy":
-                assert len(delivered_then) > 4 * READ_BATCH[name], (len(delivered_then), seed)
             summary[name] = (len(delivered_then), len(committed_then), duplicates)
+        # Not vacuous: by the last kill, events had been committed, which the check of
+        # re-sends forbids to come again, and the per-event destination had delivered many
+        # times its read batch, which its bound forbids to be re-sent. (A batching one may
+        # commit nothing in a whole run: a hang early in each read batch and the kill
+        # comes before its one-second commit. The three together do commit.)
+        delivered, committed_healthy, _ = summary["healthy"]
+        assert delivered > 4 * READ_BATCH["healthy"] and committed_healthy > 3 * READ_BATCH["healthy"], (
+            summary,
+            seed,
+        )
+        assert sum(summary[name][1] for name in ("flaky", "hanging", "picky")), (summary, seed)
         print(f"seed {seed}: accepted {len(expected)}; delivered, committed at the last kill, duplicates:")
         print(summary)
     finally:
