@@ -34,6 +34,8 @@ class Settings(BaseSettings):
 
     max_events_per_request: int = Field(default=1000, ge=1)
     max_request_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    #: One event, serialised as stored; what bounds the memory of every read of the log.
+    max_event_bytes: int = Field(default=1024 * 1024, ge=1024)
 
     #: Key (urlsafe base64, 32 bytes) encrypting secrets at rest; generated into
     #: `data_dir/secret.key` on first start when not given.
@@ -45,7 +47,9 @@ class Settings(BaseSettings):
 
     # Delivery tuning (per-destination settings override the batch ones).
     retry_initial_seconds: float = Field(default=1.0, gt=0)
-    retry_max_seconds: float = Field(default=300.0, gt=0)
+    #: Backoff is capped here, so a destination that comes back after an outage of any
+    #: length gets its events within about this long (or at once on "Retry now").
+    retry_max_seconds: float = Field(default=30.0, gt=0)
     unauthorized_retry_seconds: float = Field(default=60.0, gt=0)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
     request_timeout_seconds: float = Field(default=30.0, gt=0)

@@ -99,8 +99,15 @@ def parse_body(raw: bytes, content_type: str | None, max_events: int) -> list[An
     return items
 
 
-def validate_events(items: list[Any], now: datetime | None = None) -> list[ValidEvent]:
-    """Validate every item; all-or-nothing: any error rejects the whole batch with all errors."""
+def validate_events(
+    items: list[Any], now: datetime | None = None, max_event_bytes: int | None = None
+) -> list[ValidEvent]:
+    """Validate every item; all-or-nothing: any error rejects the whole batch with all errors.
+
+    An event larger than `max_event_bytes` once serialised is refused too (413, naming its
+    index): every read of the log, every request and every dead letter holds whole events,
+    so the bound on one event is what bounds their memory.
+    """
     received = now or datetime.now(UTC)
     errors: list[FieldError] = []
     valid: list[ValidEvent] = []
@@ -117,6 +124,18 @@ def validate_events(items: list[Any], now: datetime | None = None) -> list[Valid
             f"{len({e.index for e in errors})} of {len(items)} event{plural} invalid; nothing was stored",
             errors,
         )
+    if max_event_bytes is not None:
+        too_large = [
+            FieldError("", f"the event is {len(e.body)} bytes; at most {max_event_bytes} are accepted", index)
+            for index, e in enumerate(valid)
+            if len(e.body) > max_event_bytes
+        ]
+        if too_large:
+            plural = "s" if len(too_large) > 1 else ""
+            raise PayloadTooLarge(
+                f"{len(too_large)} event{plural} larger than {max_event_bytes} bytes; nothing was stored",
+                too_large,
+            )
     return valid
 
 

@@ -74,6 +74,16 @@ class Destination:
         return bool(self.event_types or self.namespaces)
 
 
+@dataclass(frozen=True, slots=True)
+class DestinationVersion:
+    """What the delivery supervisor polls: a new version restarts the loop with the new
+    settings; a newer retry request wakes it."""
+
+    version: int
+    active: bool
+    retry_requested_at_ms: int
+
+
 class DeliveryState(StrEnum):
     """The state a destination's status shows (stored as its value)."""
 

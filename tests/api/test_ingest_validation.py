@@ -101,6 +101,22 @@ async def test_too_many_events_or_bytes_are_413_and_nothing_stored(api: Api) -> 
     assert await api.head() == before
 
 
+async def test_an_event_over_the_per_event_limit_is_413_naming_it_and_nothing_is_stored(api: Api) -> None:
+    before = await api.head()
+    small = make_event()
+    big = make_event(details={"blob": "x" * (1024 * 1024)})  # 1 MiB of details: over the 1 MiB limit
+    response = await api.ingest("POST", "/api/v1/events", json=[small, big, small | {"id": None}])
+    assert response.status_code == 413, response.text
+    problem = response.json()
+    assert problem["detail"] == "1 event larger than 1048576 bytes; nothing was stored"
+    (error,) = problem["errors"]
+    assert error["index"] == 1 and "at most 1048576 are accepted" in error["message"]
+    assert await api.head() == before
+    # Just under the limit is accepted.
+    fits = make_event(details={"blob": "x" * (1024 * 1024 - 1024)})
+    assert (await api.ingest("POST", "/api/v1/events", json=fits)).status_code == 202
+
+
 async def test_missing_wrong_and_misused_tokens_are_refused(api: Api) -> None:
     event = make_event()
     client = api.client

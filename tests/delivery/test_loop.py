@@ -316,3 +316,31 @@ def test_new_events_wake_the_loop_without_waiting_for_the_resync() -> None:
         await asyncio.wait_for(task, 5)
 
     run(scenario)
+
+
+def test_retry_now_ends_the_wait_at_once_and_starts_the_backoff_over() -> None:
+    async def scenario() -> None:
+        slow = replace(FAST, initial_seconds=60.0, max_seconds=60.0)
+        down = answered(Verdict(Outcome.RETRY, "HTTP 503: down"), 503)
+        answers = iter([down, down])
+        harness = Harness([event(1)], lambda r: next(answers, ACCEPTED), policy=slow)
+        task = asyncio.create_task(harness.loop.run())
+        async with asyncio.timeout(5):
+            while not harness.ledger.failures:
+                await asyncio.sleep(0.001)
+        assert harness.ledger.consecutive_failures == 1
+        harness.loop.retry_now()  # instead of waiting a minute
+        async with asyncio.timeout(5):
+            while len(harness.ledger.failures) < 2:
+                await asyncio.sleep(0.001)
+        # The backoff started over: the second failure counts as the first of a new series.
+        assert harness.ledger.consecutive_failures == 1
+        harness.loop.retry_now()
+        async with asyncio.timeout(5):
+            while harness.ledger.cursor_at < 1:
+                await asyncio.sleep(0.001)
+        harness.loop.request_stop()
+        await asyncio.wait_for(task, 5)
+        assert len(harness.sender.sent) == 3
+
+    run(scenario)

@@ -65,6 +65,11 @@ async def resume_destination(request: Request, destination_id: str, principal: A
     return await _service(request).set_active(principal, destination_id, True, request_context(request))
 
 
+@router.post("/{destination_id}/retry", summary="Retry now: end the wait before the next attempt")
+async def retry_destination(request: Request, destination_id: str, principal: Admin) -> dict[str, Any]:
+    return await _service(request).retry_now(principal, destination_id, request_context(request))
+
+
 @router.post("/{destination_id}/test", summary="Send one test event now and report the answer")
 async def test_destination(request: Request, destination_id: str, principal: Admin) -> dict[str, Any]:
     return await _service(request).send_test(principal, destination_id)

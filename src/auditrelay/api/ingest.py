@@ -49,7 +49,7 @@ async def ingest_events(
     settings = state.settings
     raw = await read_body(request, settings.max_request_bytes)
     items = parse_body(raw, request.headers.get("content-type"), settings.max_events_per_request)
-    events = validate_events(items)
+    events = validate_events(items, max_event_bytes=settings.max_event_bytes)
 
     result = await state.db.run(store_events, state.db, events, principal.org)
     state.wakeups.notify()

@@ -84,6 +84,7 @@ class DeliveryLoop:
         self._next_replay_check = 0.0
         self._last_commit = clock()
         self._stop = asyncio.Event()
+        self._retry = asyncio.Event()
 
     @property
     def version(self) -> int:
@@ -92,6 +93,11 @@ class DeliveryLoop:
     def request_stop(self) -> None:
         """Finish the request in flight, commit, and end (the supervisor bounds the wait)."""
         self._stop.set()
+
+    def retry_now(self) -> None:
+        """An admin's "Retry now": end the wait before the next attempt at once, start the
+        backoff over, and end the breaker's hold. A request in flight is not disturbed."""
+        self._retry.set()
 
     async def run(self) -> None:
         """Deliver until stopped; unexpected errors restart the loop after a pause."""
@@ -306,12 +312,25 @@ class DeliveryLoop:
         return retry_delay(Outcome.RETRY, self._failures, None, self._policy, self._rng)
 
     async def _pause(self, seconds: float) -> None:
-        """Sleep before a retry, but end at once (raising `_Stopping`) when asked to stop."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stop.wait()
+        """Sleep before a retry; end at once when asked to stop (raising `_Stopping`) or to
+        retry now (then the backoff and the breaker start over)."""
+        # A retry asked while a request was in flight ends this wait at once: one more try.
+        stop = asyncio.ensure_future(self._stop.wait())
+        retry = asyncio.ensure_future(self._retry.wait())
+        try:
+            await asyncio.wait({stop, retry}, timeout=seconds, return_when="FIRST_COMPLETED")
+        finally:
+            stop.cancel()
+            retry.cancel()
         if self._stop.is_set():
             raise _Stopping
+        if self._retry.is_set():
+            self._retry.clear()
+            self._failures = 0
+            self._breaker.accepted()
+            log.info(
+                "destination %s (%s): retrying now, as asked", self.destination.name, self.destination.id
+            )
 
     async def _wait_for_events(self, flag: asyncio.Event) -> None:
         stop = asyncio.ensure_future(self._stop.wait())

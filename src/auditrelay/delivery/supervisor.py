@@ -30,6 +30,7 @@ class DeliverySupervisor:
         self._wakeups = wakeups
         self._settings = settings
         self._loops: dict[str, tuple[DeliveryLoop, asyncio.Task[None]]] = {}
+        self._retries_seen: dict[str, int] = {}
         self._stopping: dict[str, asyncio.Task[None]] = {}
         self._poke = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -51,7 +52,7 @@ class DeliverySupervisor:
             versions = await self._db.read(self._rows.versions)
             for destination_id, (loop, task) in list(self._loops.items()):
                 wanted = versions.get(destination_id)
-                if wanted is None or not wanted[1] or wanted[0] != loop.version or task.done():
+                if wanted is None or not wanted.active or wanted.version != loop.version or task.done():
                     # Stopping happens in the background: one hanging destination's grace
                     # period must not delay the start or stop of any other.
                     del self._loops[destination_id]
@@ -60,9 +61,15 @@ class DeliverySupervisor:
                     self._stopping[destination_id] = asyncio.create_task(
                         self._finish(destination_id, loop, task, grace), name=f"stop-{destination_id}"
                     )
-            for destination_id, (_version, active) in versions.items():
-                if not active or destination_id in self._loops or destination_id in self._stopping:
+                elif wanted.retry_requested_at_ms > self._retries_seen.get(destination_id, 0):
+                    # "Retry now" (or a test send that was accepted): cut the backoff short.
+                    self._retries_seen[destination_id] = wanted.retry_requested_at_ms
+                    loop.retry_now()
+            for destination_id, wanted in versions.items():
+                if not wanted.active or destination_id in self._loops or destination_id in self._stopping:
                     continue  # a replacement starts once the old loop has committed and ended
+                # A new loop tries at once anyway: earlier retry requests are spent.
+                self._retries_seen[destination_id] = wanted.retry_requested_at_ms
                 try:
                     await self._start_loop(destination_id)
                 except Exception:

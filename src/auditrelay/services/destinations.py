@@ -35,6 +35,7 @@ from auditrelay.store import (
     list_overviews,
     load_visible_destination,
     read_overview,
+    request_retry_now,
     set_destination_active,
     update_destination,
 )
@@ -149,6 +150,19 @@ class DestinationService:
         self._changed()
         return render(view)
 
+    async def retry_now(
+        self, principal: Principal, destination_id: str, ctx: RequestContext
+    ) -> dict[str, Any]:
+        """Wake the destination's loop: the next attempt comes at once, the backoff starts
+        over and the breaker's hold ends. Audited as `audit_stream.destination.retry`."""
+
+        def audit(d: Destination) -> list[ValidEvent]:
+            return [audit_event("retry", d, principal, ctx, {"destination": summary(d)})]
+
+        view = await self._db.write(request_retry_now, self._rows, destination_id, principal.org, audit)
+        self._changed()
+        return render(view)
+
     async def delete(self, principal: Principal, destination_id: str, ctx: RequestContext) -> None:
         def audit(d: Destination) -> list[ValidEvent]:
             return [audit_event("delete", d, principal, ctx, {"destination": summary(d)})]
@@ -181,6 +195,10 @@ class DestinationService:
         async with HttpSender(kind, destination.url, self._settings) as send:
             await refuse_unsafe_url(send)
             result = await send(request)
+        if result.delivered:
+            # The destination answers again: its loop need not wait out a backoff.
+            await self._db.write(request_retry_now, self._rows, destination.id, principal.org, _no_audit)
+            self._changed()
         return {
             "delivered": result.delivered,
             "outcome": result.outcome.value,
@@ -217,6 +235,10 @@ async def refuse_unsafe_url(sender: HttpSender) -> None:
         await sender.check_destination()
     except UnsafeUrl as exc:
         raise ValidationError(f"url {exc}", [FieldError("url", str(exc))]) from exc
+
+
+def _no_audit(_destination: Destination) -> list[ValidEvent]:
+    return []
 
 
 def _patched(current: Destination, patch: DestinationPatch) -> Destination:

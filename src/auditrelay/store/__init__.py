@@ -14,6 +14,7 @@ from auditrelay.store.destination_changes import (
     list_overviews,
     load_visible_destination,
     read_overview,
+    request_retry_now,
     set_destination_active,
     update_destination,
 )
@@ -94,6 +95,7 @@ __all__ = [
     "record_replay_progress",
     "replay_jobs",
     "request_replay",
+    "request_retry_now",
     "set_destination_active",
     "set_state",
     "settle_resent_dead_letters",

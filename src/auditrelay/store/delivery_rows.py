@@ -93,9 +93,21 @@ def set_state(conn: Connection, destination_id: str, state: DeliveryState) -> No
     )
 
 
+def request_retry(conn: Connection, destination_id: str) -> int:
+    """Ask the destination's loop to retry now; returns the request's time (ms)."""
+    at = now_ms()
+    conn.execute(
+        update(destination_status)
+        .where(destination_status.c.destination_id == destination_id)
+        .values(retry_requested_at_ms=at)
+    )
+    return at
+
+
 def _status(row: Any) -> tuple[str, DeliveryStatus]:
     """A status row as (destination id, status)."""
     values = dict(row)
+    values.pop("retry_requested_at_ms", None)
     destination_id = values.pop("destination_id")
     values["state"] = DeliveryState(values["state"])
     return destination_id, DeliveryStatus(**values)

@@ -108,6 +108,18 @@ def set_destination_active(
     return _overview(conn, rows, current, head_seq(conn))
 
 
+def request_retry_now(
+    conn: Connection, rows: DestinationRows, destination_id: str, scope: str | None, audit: Audit
+) -> DestinationOverview:
+    """Record that the destination's loop should retry now (its audit event with it)."""
+    destination = rows.visible(conn, destination_id, scope)
+    delivery_rows.request_retry(conn, destination_id)
+    events = audit(destination)
+    if events:
+        _audit(conn, events, destination.org)
+    return _overview(conn, rows, destination, head_seq(conn))
+
+
 def delete_destination(
     conn: Connection, rows: DestinationRows, destination_id: str, scope: str | None, audit: Audit
 ) -> None:

@@ -12,7 +12,7 @@ import orjson
 from sqlalchemy import Connection, delete, insert, select, update
 
 from auditrelay.errors import NotFound
-from auditrelay.model import BatchSettings, DeliveryState, Destination, Header
+from auditrelay.model import BatchSettings, DeliveryState, Destination, DestinationVersion, Header
 from auditrelay.security import SecretBox
 from auditrelay.store.tables import (
     dead_letters,
@@ -77,10 +77,24 @@ class DestinationRows:
             query = query.where(destinations.c.org == org)
         return [self._destination(row._mapping) for row in conn.execute(query)]
 
-    def versions(self, conn: Connection) -> dict[str, tuple[int, bool]]:
-        """id -> (version, active) of every destination: cheap to poll for changes."""
-        rows = conn.execute(select(destinations.c.id, destinations.c.version, destinations.c.active))
-        return {row.id: (row.version, row.active) for row in rows}
+    def versions(self, conn: Connection) -> dict[str, DestinationVersion]:
+        """Every destination's version, active flag and last retry request: cheap to poll."""
+        rows = conn.execute(
+            select(
+                destinations.c.id,
+                destinations.c.version,
+                destinations.c.active,
+                destination_status.c.retry_requested_at_ms,
+            ).select_from(
+                destinations.outerjoin(
+                    destination_status, destination_status.c.destination_id == destinations.c.id
+                )
+            )
+        )
+        return {
+            row.id: DestinationVersion(row.version, bool(row.active), row.retry_requested_at_ms or 0)
+            for row in rows
+        }
 
     # -- mapping --------------------------------------------------------------------
 

@@ -98,6 +98,9 @@ destination_status = Table(
     Column("last_error_message", Text, nullable=True),
     Column("consecutive_failures", Integer, nullable=False, default=0),
     Column("next_retry_at_ms", BigInteger, nullable=True),
+    #: When an admin last asked for a retry now (or a test send succeeded): the delivering
+    #: process wakes the loop when this is newer than what the loop has seen.
+    Column("retry_requested_at_ms", BigInteger, nullable=True),
 )
 
 #: Events a destination refused on their own, again and again: set aside so the stream
