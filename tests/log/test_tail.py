@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from auditrelay.config import Settings
 from auditrelay.events import validate_events
 from auditrelay.log import LogTail
 from auditrelay.store import Database, append_events, read_after, upgrade_to_head
+from tests.conftest import Databases
 from tests.support import make_event
 
 
@@ -57,3 +60,53 @@ def test_a_cursor_below_what_retention_kept_jumps_to_the_oldest_remaining_event(
         assert [e.seq for e in read_after(conn, 25, 100)] == list(range(31, 51))
         assert read_after(conn, 50, 10) == []
     db.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_reads_are_bounded_by_bytes_as_well_as_by_count(
+    backend: str, databases: Databases, tmp_path: Path
+) -> None:
+    """Large events are read a few at a time, from the database and through the tail: the
+    answer stops at the event that reaches the byte budget."""
+    db = Database(
+        Settings(database_url=databases.url(backend), data_dir=tmp_path, sqlite_synchronous="NORMAL")
+    )
+    upgrade_to_head(db)
+    # Forty events of about 100 kB each, then ten small ones.
+    big = [make_event(details={"pad": "x" * 100_000}) for _ in range(40)]
+    with db.writing() as conn:
+        append_events(conn, validate_events(big), None)
+        append_events(conn, validate_events([make_event() for _ in range(10)]), None)
+    with db.reading() as conn:
+        everything = read_after(conn, 0, 1000)
+        bounded = read_after(conn, 0, 1000, max_bytes=350_000)
+        one = read_after(conn, 0, 1000, max_bytes=1)
+        small = read_after(conn, 40, 1000, max_bytes=350_000)
+    size = len(everything[0].body)
+    assert len(everything) == 50 and size > 100_000
+    # Events are ~100 kB: the fourth reaches 350 kB, and is the last.
+    assert [e.seq for e in bounded] == [1, 2, 3, 4]
+    assert [e.seq for e in one] == [1], "at least one event, however large"
+    assert [e.seq for e in small] == list(range(41, 51)), "small events fill the count first"
+
+    async def scenario() -> None:
+        tail = LogTail(db, capacity=1000, chunk=100, capacity_bytes=1_000_000, chunk_bytes=500_000)
+        first = await tail.read_after(0, 1000, max_bytes=350_000)
+        assert [e.seq for e in first] == [1, 2, 3, 4]
+        # The window never holds much more than its byte capacity, whatever was read.
+        cursor = 0
+        seen: list[int] = []
+        while True:
+            found = await tail.read_after(cursor, 1000, max_bytes=250_000)
+            if not found:
+                break
+            assert sum(len(e.body) for e in found) < 250_000 + size
+            assert tail._bytes <= 1_000_000 + size
+            seen += [e.seq for e in found]
+            cursor = found[-1].seq
+        assert seen == list(range(1, 51)), "every event once, in order"
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        db.dispose()

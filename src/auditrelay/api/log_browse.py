@@ -15,6 +15,10 @@ from auditrelay.store import browse
 
 router = APIRouter()
 
+#: The bodies one page of the log browser holds at most (plus one event): a page of large
+#: events ends early, and `next_after` continues from where it ended.
+BROWSE_BYTES = 8 * 1024 * 1024
+
 
 @router.get("/api/v1/events", summary="Browse the event log")
 async def browse_events(
@@ -29,7 +33,9 @@ async def browse_events(
             "invalid action filter", [FieldError("action", "use 'document.create' or 'document.*'")]
         )
     db = request.app.state.db
-    rows, head = await db.read(browse, after, limit, None if action == "*" else action, principal.org)
+    rows, head = await db.read(
+        browse, after, limit, None if action == "*" else action, principal.org, BROWSE_BYTES
+    )
     # Stored bytes go out as they are: no decode and re-encode of each event.
     parts = [
         b'{"seq":%d,"received_at_ms":%d,"event":%s}' % (seq, received, body) for seq, received, body in rows

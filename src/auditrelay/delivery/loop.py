@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 class EventSource(Protocol):
     """Where the loop reads the log (`log.LogTail` in the service)."""
 
-    async def read_after(self, cursor: int, limit: int) -> list[StoredEvent]: ...
+    async def read_after(self, cursor: int, limit: int, max_bytes: int | None = None) -> list[StoredEvent]:
+        """At most `limit` events after `cursor`, and about `max_bytes` of them."""
 
 
 class _Stopping(Exception):
@@ -75,6 +76,7 @@ class DeliveryLoop:
         self._rng = rng
         self._filter = EventFilter(destination.org, destination.event_types, destination.namespaces)
         self._read_limit = kind.read_limit(destination)
+        self._read_bytes = kind.read_bytes(destination)
         self._breaker = Breaker(policy)
         self._failures = 0
         self._committed = -1
@@ -132,15 +134,18 @@ class DeliveryLoop:
             while not self._stop.is_set():
                 flag.clear()
                 replaying = await self._replay_step()
-                batch = await self._source.read_after(cursor, self._read_limit)
+                batch = await self._source.read_after(cursor, self._read_limit, self._read_bytes)
                 if not batch:
                     if not replaying:
                         await self._wait_for_events(flag)
                     continue
-                if linger and len(batch) < self._read_limit:
+                size = sum(len(e.body) for e in batch)
+                if linger and len(batch) < self._read_limit and size < self._read_bytes:
                     # A short linger lets a burst fill one request instead of many.
                     await asyncio.sleep(linger)
-                    batch += await self._source.read_after(batch[-1].seq, self._read_limit - len(batch))
+                    batch += await self._source.read_after(
+                        batch[-1].seq, self._read_limit - len(batch), self._read_bytes - size
+                    )
                 await self._deliver_events([e for e in batch if self._filter.matches(e)], live=True)
                 cursor = batch[-1].seq
                 await self._commit(cursor)
@@ -273,7 +278,7 @@ class DeliveryLoop:
         if job is None:
             self._next_replay_check = now + self._resync_seconds
             return False
-        read = await self._source.read_after(job.cursor, self._read_limit)
+        read = await self._source.read_after(job.cursor, self._read_limit, self._read_bytes)
         chunk = [e for e in read if e.seq <= job.to_seq]
         self._replay_delivered = 0
         if chunk:

@@ -159,8 +159,17 @@ class ListSource:
     def __init__(self, events: list[StoredEvent] | None = None) -> None:
         self.events: list[StoredEvent] = list(events or [])
 
-    async def read_after(self, cursor: int, limit: int) -> list[StoredEvent]:
-        return [e for e in self.events if e.seq > cursor][:limit]
+    async def read_after(self, cursor: int, limit: int, max_bytes: int | None = None) -> list[StoredEvent]:
+        found: list[StoredEvent] = []
+        size = 0
+        for event in self.events:
+            if event.seq <= cursor:
+                continue
+            if len(found) >= limit or (max_bytes is not None and size >= max_bytes):
+                break
+            found.append(event)
+            size += len(event.body)
+        return found
 
 
 Answer = Callable[[OutgoingRequest], Awaitable[Attempt] | Attempt]

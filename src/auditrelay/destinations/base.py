@@ -90,6 +90,11 @@ class DestinationKind(ABC):
             return destination.batch.max_events
         return max(destination.batch.max_events, 1000)
 
+    def read_bytes(self, destination: Destination) -> int:
+        """About how many bytes of events the loop reads at a time: a few requests' worth,
+        so a backlog of large events is read in bounded steps."""
+        return max(4 * self.request_bytes(destination), 8 * 1024 * 1024)
+
     def request_bytes(self, destination: Destination) -> int:
         """The byte budget of one request: the destination's batch, within the kind's cap."""
         limit = destination.batch.max_bytes

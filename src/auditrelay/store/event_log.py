@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, Row, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from auditrelay.errors import RetryLater
@@ -160,6 +160,38 @@ def _read_range_sql(paramstyle: str) -> str:
     )
 
 
+# PostgreSQL sends a whole result to the client at once: the byte budget is applied in the
+# query, by the running total of the body sizes before each row (`octet_length` reads a TOASTed
+# body's size without fetching it). Still an index range scan, in seq order, with no sort.
+_READ_RANGE_BOUNDED_POSTGRESQL = """SELECT seq, org, action, entity_path, occurred_at_ms, body FROM (
+    SELECT seq, org, action, entity_path, occurred_at_ms, body,
+           sum(octet_length(body)) OVER (ORDER BY seq) - octet_length(body) AS before
+    FROM events WHERE seq > %s AND seq <= %s
+) AS ranged WHERE before < %s ORDER BY seq"""
+
+
+def _read_range(conn: Connection, after: int, through: int, max_bytes: int | None) -> list[Row]:
+    """Rows of `after < seq <= through`, stopping once their bodies reach `max_bytes` (the
+    row that reaches it included, so at least one row comes back)."""
+    if max_bytes is None:
+        return list(conn.exec_driver_sql(_read_range_sql(conn.dialect.paramstyle), (after, through)).all())
+    if conn.dialect.name == "postgresql":
+        return list(conn.exec_driver_sql(_READ_RANGE_BOUNDED_POSTGRESQL, (after, through, max_bytes)).all())
+    # SQLite hands rows over one at a time: stop reading at the budget.
+    rows: list[Row] = []
+    size = 0
+    result = conn.exec_driver_sql(_read_range_sql(conn.dialect.paramstyle), (after, through))
+    try:
+        for row in result:
+            rows.append(row)
+            size += len(row[5])
+            if size >= max_bytes:
+                break
+    finally:
+        result.close()
+    return rows
+
+
 def ping(conn: Connection) -> None:
     """Raises unless the database answers (readiness)."""
     conn.exec_driver_sql("SELECT 1")
@@ -170,21 +202,21 @@ def head_seq(conn: Connection) -> int:
     return int(conn.execute(select(log_head.c.head).where(log_head.c.id == 1)).scalar_one())
 
 
-def read_after(conn: Connection, cursor: int, limit: int) -> list[StoredEvent]:
-    """The next `limit` events after `cursor`, in log order.
+def read_after(conn: Connection, cursor: int, limit: int, max_bytes: int | None = None) -> list[StoredEvent]:
+    """The next `limit` events after `cursor`, in log order, and no more than about
+    `max_bytes` of them (the event that reaches the budget is the last one).
 
     Sequence numbers are gapless, so the next `limit` events are exactly the range
     `cursor + 1 .. cursor + limit`. Asking for that range (rather than `seq > cursor
     LIMIT n`) keeps PostgreSQL on an index range scan: with an open range and a large
     LIMIT its planner chose a parallel scan of the whole table, slower as the log grew.
     """
-    sql = _read_range_sql(conn.dialect.paramstyle)
-    rows = conn.exec_driver_sql(sql, (cursor, cursor + limit)).all()
+    rows = _read_range(conn, cursor, cursor + limit, max_bytes)
     if not rows:
         # The one gap: below the oldest event retention kept. Jump to what remains.
         first = conn.execute(select(func.min(events.c.seq)).where(events.c.seq > cursor)).scalar()
         if first is not None and first > cursor + limit:
-            rows = conn.exec_driver_sql(sql, (first - 1, first - 1 + limit)).all()
+            rows = _read_range(conn, first - 1, first - 1 + limit, max_bytes)
     return [
         StoredEvent(seq, org, action, path, occurred, bytes(body))
         for seq, org, action, path, occurred, body in rows
@@ -192,17 +224,37 @@ def read_after(conn: Connection, cursor: int, limit: int) -> list[StoredEvent]:
 
 
 def browse(
-    conn: Connection, after: int, limit: int, action: str | None, org: str | None
+    conn: Connection, after: int, limit: int, action: str | None, org: str | None, max_bytes: int
 ) -> tuple[list[tuple[int, int, bytes]], int]:
-    """Rows (seq, received_at_ms, body) for the admin's view of the log, and the head."""
-    query = select(events.c.seq, events.c.received_at_ms, events.c.body).where(events.c.seq > after)
+    """Rows (seq, received_at_ms, body) for the admin's view of the log, and the head.
+
+    At most `limit` rows and about `max_bytes` of bodies (at least one row): the sizes are
+    read first, then only the bodies that fit, so a page of large events cannot take the
+    memory of a thousand of them.
+    """
+    conditions = [events.c.seq > after]
     if action:
         if action.endswith(".*"):
-            prefix = action[:-1]
-            query = query.where(events.c.action.startswith(prefix, autoescape=True))
+            conditions.append(events.c.action.startswith(action[:-1], autoescape=True))
         else:
-            query = query.where(events.c.action == action)
+            conditions.append(events.c.action == action)
     if org is not None:
-        query = query.where(events.c.org == org)
-    rows = conn.execute(query.order_by(events.c.seq).limit(limit))
+        conditions.append(events.c.org == org)
+    sizes = conn.execute(
+        select(events.c.seq, func.length(events.c.body))
+        .where(*conditions)
+        .order_by(events.c.seq)
+        .limit(limit)
+    ).all()
+    if not sizes:
+        return [], head_seq(conn)
+    last, total = sizes[0][0], 0
+    for seq, size in sizes:
+        if total >= max_bytes:
+            break
+        last, total = seq, total + int(size)
+    query = select(events.c.seq, events.c.received_at_ms, events.c.body).where(
+        *conditions, events.c.seq <= last
+    )
+    rows = conn.execute(query.order_by(events.c.seq))
     return [(int(r[0]), int(r[1]), bytes(r[2])) for r in rows], head_seq(conn)
