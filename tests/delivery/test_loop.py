@@ -64,9 +64,10 @@ class Harness:
         policy: RetryPolicy = FAST,
         clock: Callable[[], float] = time.monotonic,
         refuse_url: UnsafeUrl | None = None,
+        source: ListSource | None = None,
     ) -> None:
         self.ledger = InMemoryLedger()
-        self.source = ListSource(events)
+        self.source = source or ListSource(events)
         self.sender = ScriptedSender(answer, refuse_url)
         self.loop = DeliveryLoop(
             dest or destination(),
@@ -342,5 +343,39 @@ def test_retry_now_ends_the_wait_at_once_and_starts_the_backoff_over() -> None:
         harness.loop.request_stop()
         await asyncio.wait_for(task, 5)
         assert len(harness.sender.sent) == 3
+
+    run(scenario)
+
+
+def test_a_backlog_of_large_events_is_read_in_steps_bounded_by_bytes() -> None:
+    async def scenario() -> None:
+        pad = "x" * 1_000_000
+        events = [
+            StoredEvent(
+                n,
+                None,
+                "a.b",
+                None,
+                0,
+                json.dumps({"id": f"event-{n}", "poison": False, "pad": pad}).encode(),
+            )
+            for n in range(1, 41)
+        ]
+        reads: list[int] = []
+        source = ListSource(events)
+        original = source.read_after
+
+        async def counting(cursor: int, limit: int, max_bytes: int | None = None) -> list[StoredEvent]:
+            found = await original(cursor, limit, max_bytes)
+            reads.append(sum(len(e.body) for e in found))
+            return found
+
+        source.read_after = counting  # type: ignore[method-assign]
+        harness = Harness(events, lambda r: ACCEPTED, destination("ndjson"), source=source)
+        await harness.run_until(lambda: harness.ledger.cursor_at == 40)
+        budget = HttpKind().read_bytes(destination("ndjson"))
+        assert max(reads) <= budget + 1_100_000, "a read ends at the event that reaches the budget"
+        assert len([r for r in reads if r]) >= 40_000_000 // (budget + 1_100_000)
+        assert max(len(r.content) for r in harness.sender.sent) <= 1_000_000 + 1_100_000
 
     run(scenario)
