@@ -96,6 +96,13 @@ class Harness:
             await asyncio.wait_for(task, timeout=5)
 
 
+async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    """Wait for `condition` (the loop runs meanwhile); fail after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.001)
+
+
 def run(scenario: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(scenario())  # type: ignore[arg-type]
 
@@ -113,15 +120,11 @@ def test_the_cursor_moves_only_after_the_destination_accepts() -> None:
 
         harness = Harness([event(1), event(2), event(3)], answer, destination(max_events=1))
         task = asyncio.create_task(harness.loop.run())
-        async with asyncio.timeout(5):
-            while not seen_before_answer:
-                await asyncio.sleep(0.001)
+        await until(lambda: seen_before_answer)
         # Event 2 is on the wire, unanswered: the cursor stays at event 1.
         assert harness.ledger.cursor_at == 1
         gate.set()
-        async with asyncio.timeout(5):
-            while harness.ledger.cursor_at < 3:
-                await asyncio.sleep(0.001)
+        await until(lambda: harness.ledger.cursor_at >= 3)
         harness.loop.request_stop()
         await asyncio.wait_for(task, 5)
         assert seen_before_answer == [1]
@@ -178,22 +181,16 @@ def test_after_n_dead_letters_in_a_row_the_stream_is_held_until_the_hold_ends() 
             clock=lambda: now[0],
         )
         task = asyncio.create_task(harness.loop.run())
-        async with asyncio.timeout(5):
-            while not any("holding the stream" in m for _, m in harness.ledger.failures):
-                await asyncio.sleep(0.001)
+        await until(lambda: any("holding the stream" in m for _, m in harness.ledger.failures))
         # Two dead letters, then the third poison event is held, not set aside.
         assert [d.event_id for d in harness.ledger.dead_letters] == ["event-1", "event-2"]
         assert harness.ledger.state is DeliveryState.FAILING
         assert harness.ledger.cursor_at == 2
         held_attempts = len(harness.sender.sent)
-        async with asyncio.timeout(5):
-            while len(harness.sender.sent) < held_attempts + 5:
-                await asyncio.sleep(0.001)
+        await until(lambda: len(harness.sender.sent) >= held_attempts + 5)
         assert len(harness.ledger.dead_letters) == 2, "no dead letter while the hold lasts"
         now[0] += 61.0  # the hold ends: dead-lettering resumes
-        async with asyncio.timeout(5):
-            while harness.ledger.cursor_at < 5:
-                await asyncio.sleep(0.001)
+        await until(lambda: harness.ledger.cursor_at >= 5)
         harness.loop.request_stop()
         await asyncio.wait_for(task, 5)
         assert [d.event_id for d in harness.ledger.dead_letters] == [f"event-{n}" for n in range(1, 5)]
@@ -284,15 +281,11 @@ def test_a_refused_url_is_a_failure_to_show_and_delivery_starts_once_it_passes()
     async def scenario() -> None:
         harness = Harness([event(1)], lambda r: ACCEPTED, refuse_url=UnsafeUrl("host does not resolve", True))
         task = asyncio.create_task(harness.loop.run())
-        async with asyncio.timeout(5):
-            while not harness.ledger.failures:
-                await asyncio.sleep(0.001)
+        await until(lambda: harness.ledger.failures)
         assert harness.ledger.failures[0] == (DeliveryState.FAILING, "URL refused: host does not resolve")
         assert harness.sender.sent == []
         harness.sender.refuse_url = None
-        async with asyncio.timeout(5):
-            while harness.ledger.cursor_at < 1:
-                await asyncio.sleep(0.001)
+        await until(lambda: harness.ledger.cursor_at >= 1)
         harness.loop.request_stop()
         await asyncio.wait_for(task, 5)
 
@@ -305,14 +298,10 @@ def test_new_events_wake_the_loop_without_waiting_for_the_resync() -> None:
         harness.loop._resync_seconds = 60.0  # only a wake-up can bring the second event quickly
         wakeups = harness.loop._wakeups
         task = asyncio.create_task(harness.loop.run())
-        async with asyncio.timeout(5):
-            while harness.ledger.cursor_at < 1:
-                await asyncio.sleep(0.001)
+        await until(lambda: harness.ledger.cursor_at >= 1)
         harness.source.events.append(event(2))
         wakeups.notify()
-        async with asyncio.timeout(5):
-            while harness.ledger.cursor_at < 2:
-                await asyncio.sleep(0.001)
+        await until(lambda: harness.ledger.cursor_at >= 2)
         harness.loop.request_stop()
         await asyncio.wait_for(task, 5)
 
@@ -326,20 +315,14 @@ def test_retry_now_ends_the_wait_at_once_and_starts_the_backoff_over() -> None:
         answers = iter([down, down])
         harness = Harness([event(1)], lambda r: next(answers, ACCEPTED), policy=slow)
         task = asyncio.create_task(harness.loop.run())
-        async with asyncio.timeout(5):
-            while not harness.ledger.failures:
-                await asyncio.sleep(0.001)
+        await until(lambda: harness.ledger.failures)
         assert harness.ledger.consecutive_failures == 1
         harness.loop.retry_now()  # instead of waiting a minute
-        async with asyncio.timeout(5):
-            while len(harness.ledger.failures) < 2:
-                await asyncio.sleep(0.001)
+        await until(lambda: len(harness.ledger.failures) >= 2)
         # The backoff started over: the second failure counts as the first of a new series.
         assert harness.ledger.consecutive_failures == 1
         harness.loop.retry_now()
-        async with asyncio.timeout(5):
-            while harness.ledger.cursor_at < 1:
-                await asyncio.sleep(0.001)
+        await until(lambda: harness.ledger.cursor_at >= 1)
         harness.loop.request_stop()
         await asyncio.wait_for(task, 5)
         assert len(harness.sender.sent) == 3
