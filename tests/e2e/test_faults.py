@@ -195,7 +195,9 @@ def test_repeated_kill_9_with_failing_hanging_refusing_and_returning_destination
                     kind="splunk_hec", token=picky.token, batch={"max_events": 50, "linger_ms": 0}
                 )
             if name in ("flaky", "hanging"):
-                settings.update(options={"batch_format": "json_array"}, batch={"max_events": 10})
+                # Batches of 40: a run still has dozens of failures and several hangs, and
+                # draining them (each hang costs a whole request timeout) stays short.
+                settings.update(options={"batch_format": "json_array"}, batch={"max_events": 40})
             ids[name] = service.add_destination(**settings)["id"]
 
         accepted: list[dict[str, Any]] = []
