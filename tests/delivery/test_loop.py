@@ -148,6 +148,8 @@ def test_a_refused_batch_is_split_until_the_refused_event_is_alone_then_dead_let
         assert [d.event_id for d in harness.ledger.dead_letters] == ["event-6"]
         letter = harness.ledger.dead_letters[0]
         assert letter.attempts == 3 and letter.http_status == 400 and "bad event" in letter.error
+        assert harness.ledger.last_error is not None
+        assert harness.ledger.last_error.startswith("event event-6 (seq 6) refused 3 times and set aside")
         assert harness.ledger.delivered_total == 7
 
     run(scenario)

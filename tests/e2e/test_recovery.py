@@ -333,6 +333,10 @@ def test_replay_resend_and_discard_are_audit_events_with_their_details(
         )
         letters = get(service, path + "/dead-letters")["dead_letters"]
         assert [d["event_id"] for d in letters] == [e["id"] for e in refused]
+        # The last error says the event was set aside, not only that it was refused.
+        last_error = get(service, path)["status"]["last_error"]["message"]
+        set_aside = f"event {refused[1]['id']} (seq {letters[1]['seq']}) refused 3 times and set aside"
+        assert last_error.startswith(set_aside + " as a dead letter"), last_error
         with service.admin() as client:
             # Re-send the first one (still refused: it stays), discard the second.
             response = client.post(path + "/dead-letters/resend", json={"ids": [letters[0]["id"]]})
@@ -341,6 +345,10 @@ def test_replay_resend_and_discard_are_audit_events_with_their_details(
             assert [r["delivered"] for r in response.json()["results"]] == [False]
             response = client.delete(f"{path}/dead-letters/{letters[1]['id']}")
             assert response.status_code == 204, response.text
+            # An id that is not there: 404, and nothing re-sent or audited.
+            response = client.post(path + "/dead-letters/resend", json={"ids": [letters[0]["id"], 999_999]})
+            assert response.status_code == 404, response.text
+            assert "999999" in response.json()["detail"]
             at = seq_of(service, good["id"])
             response = client.post(path + "/replay", json={"from_seq": at, "to_seq": at})
             assert response.status_code == 202, response.text
@@ -353,8 +361,20 @@ def test_replay_resend_and_discard_are_audit_events_with_their_details(
         ]
         resend, discard, replay = mine[1:]
         about = {"id": destination["id"], "name": "audited", "kind": "http"}
-        assert resend["details"] == {"destination": about, "resent": 1, "delivered": 0}
-        assert discard["details"] == {"destination": about, "dead_letter_id": letters[1]["id"]}
+        assert resend["details"] == {
+            "destination": about,
+            "resent": 1,
+            "delivered": 0,
+            "events": [
+                {"dead_letter_id": letters[0]["id"], "event_id": refused[0]["id"], "seq": letters[0]["seq"]}
+            ],
+        }
+        assert discard["details"] == {
+            "destination": about,
+            "dead_letter_id": letters[1]["id"],
+            "event_id": refused[1]["id"],
+            "seq": letters[1]["seq"],
+        }
         assert replay["details"] == {"destination": about, "from_seq": at, "to_seq": at}
         for event in (resend, discard, replay):
             assert event["entity"]["type"] == "audit_stream_destination"

@@ -16,7 +16,7 @@ from tests.conftest import Databases
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_0003_drops_the_lease_columns_and_keeps_every_status_row(
+def test_upgrading_from_0002_drops_the_lease_columns_and_keeps_every_row(
     backend: str, databases: Databases, tmp_path: Path
 ) -> None:
     db = Database(Settings(database_url=databases.url(backend), data_dir=tmp_path))
@@ -38,6 +38,11 @@ def test_0003_drops_the_lease_columns_and_keeps_every_status_row(
                 "INSERT INTO destination_status (destination_id, cursor, delivered_total, state,"
                 " consecutive_failures, lease_holder) VALUES ('d1', 42, 7, 'healthy', 0, 'old-node')"
             )
+            conn.exec_driver_sql(
+                "INSERT INTO dead_letters (destination_id, seq, event_id, body, failed_at_ms, attempts,"
+                f" error) VALUES ('d1', 40, 'e40', {marker}, 0, 3, 'refused')",
+                (b"{}",),
+            )
         columns = {c["name"] for c in inspect(db.engine).get_columns("destination_status")}
         assert "lease_holder" in columns, "the old schema has the lease columns"
 
@@ -49,6 +54,34 @@ def test_0003_drops_the_lease_columns_and_keeps_every_status_row(
             row = conn.exec_driver_sql(
                 "SELECT destination_id, cursor, delivered_total, state FROM destination_status"
             ).all()
+            letters = conn.exec_driver_sql("SELECT id, seq, event_id FROM dead_letters").all()
         assert [tuple(r) for r in row] == [("d1", 42, 7, "healthy")]
+        assert [tuple(r)[1:] for r in letters] == [(40, "e40")], "dead letters kept through 0005"
+    finally:
+        db.dispose()
+
+
+def test_dead_letter_ids_are_never_reused(databases: Databases, tmp_path: Path) -> None:
+    """SQLite would hand out the id of a removed newest row again; AUTOINCREMENT does not."""
+    import dataclasses
+
+    from auditrelay.security import SecretBox
+    from auditrelay.store import DestinationRows
+    from auditrelay.store.delivery_rows import add_dead_letter, list_dead_letters, remove_dead_letters
+    from tests.destinations.test_kinds import destination
+
+    db = Database(Settings(data_dir=tmp_path))
+    upgrade_to_head(db)
+    rows = DestinationRows(SecretBox.from_settings("", tmp_path))
+    try:
+        with db.writing() as conn:
+            rows.insert(conn, dataclasses.replace(destination("http"), id="d1"), 0)
+            for seq in (1, 2):
+                add_dead_letter(conn, "d1", seq, f"e{seq}", b"{}", 3, 400, "refused")
+            newest = max(d.id for d in list_dead_letters(conn, "d1", 0, 10))
+            remove_dead_letters(conn, "d1", [newest])
+            add_dead_letter(conn, "d1", 3, "e3", b"{}", 3, 400, "refused")
+            ids = [d.id for d in list_dead_letters(conn, "d1", 0, 10)]
+        assert newest not in ids and len(ids) == 2 and max(ids) > newest
     finally:
         db.dispose()

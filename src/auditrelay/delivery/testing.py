@@ -95,10 +95,14 @@ class InMemoryLedger:
         error: str,
         delivered: int,
     ) -> None:
-        self.dead_letters.append(
-            InMemoryDeadLetter(event.seq, event_id, event.body, attempts, http_status, error)
-        )
+        letter = InMemoryDeadLetter(event.seq, event_id, event.body, attempts, http_status, error[:4000])
+        self.dead_letters.append(letter)
         await self.commit(event.seq, delivered)
+        # As the store: the last error says the event was set aside.
+        aside = f"event {event_id} (seq {event.seq}) refused {attempts} times and set aside"
+        self.last_error = f"{aside} as a dead letter: {error}"[:2000]
+        self.last_error_status = http_status
+        self.last_error_at_ms = int(time.time() * 1000)
 
     async def failed(
         self, state: DeliveryState, http_status: int | None, message: str, failures: int, next_retry_ms: int

@@ -11,9 +11,10 @@ import orjson
 from auditrelay.config import Settings
 from auditrelay.delivery import HttpSender
 from auditrelay.destinations import kind_named
+from auditrelay.errors import NotFound
 from auditrelay.events import ValidEvent
 from auditrelay.log import Wakeups
-from auditrelay.model import Destination, StoredEvent
+from auditrelay.model import DeadLetter, Destination, StoredEvent
 from auditrelay.security import Principal
 from auditrelay.services.audit import RequestContext, audit_event, summary
 from auditrelay.services.destinations import DestinationService, refuse_unsafe_url
@@ -63,8 +64,13 @@ class RecoveryService:
     async def discard_dead_letter(
         self, principal: Principal, destination_id: str, dead_letter_id: int, ctx: RequestContext
     ) -> bool:
-        def audit(d: Destination) -> list[ValidEvent]:
-            details = {"destination": summary(d), "dead_letter_id": dead_letter_id}
+        def audit(d: Destination, letter: DeadLetter) -> list[ValidEvent]:
+            details = {
+                "destination": summary(d),
+                "dead_letter_id": dead_letter_id,
+                "event_id": letter.event_id,
+                "seq": letter.seq,
+            }
             return [audit_event("dead_letter.discard", d, principal, ctx, details)]
 
         removed = await self._db.write(
@@ -88,6 +94,12 @@ class RecoveryService:
         async with HttpSender(kind, destination.url, self._settings) as send:
             await refuse_unsafe_url(send)
             letters = await self._db.read(dead_letters_to_resend, destination_id, MAX_RESEND, body.ids)
+            unknown = sorted(set(body.ids or ()) - {letter.id for letter in letters})
+            if unknown:
+                # Nothing is re-sent: the caller named something that is not there.
+                raise NotFound(
+                    f"no dead letter {', '.join(map(str, unknown))} for this destination; nothing was re-sent"
+                )
             if not letters:
                 remaining = await self._db.read(count_dead_letters, destination_id)
                 return {"results": [], "remaining": remaining}
@@ -110,7 +122,15 @@ class RecoveryService:
                     delivered.append(letter.id)
                 else:
                     refused.append((letter.id, result.status, result.verdict.message))
-        details = {"destination": summary(destination), "resent": len(results), "delivered": len(delivered)}
+        details = {
+            "destination": summary(destination),
+            "resent": len(results),
+            "delivered": len(delivered),
+            "events": [
+                {"dead_letter_id": letter.id, "event_id": letter.event_id, "seq": letter.seq}
+                for letter in letters
+            ],
+        }
         audit = [audit_event("dead_letter.resend", destination, principal, ctx, details)]
         remaining = await self._db.write(settle_resent_dead_letters, destination, delivered, refused, audit)
         self._wakeups.notify()

@@ -81,6 +81,15 @@ def record_failure(
     )
 
 
+def note_set_aside(conn: Connection, destination_id: str, message: str, http_status: int | None) -> None:
+    """The last error becomes "this event was set aside", without counting a failure."""
+    conn.execute(
+        update(destination_status)
+        .where(destination_status.c.destination_id == destination_id)
+        .values(last_error_at_ms=now_ms(), last_error_status=http_status, last_error_message=message[:2000])
+    )
+
+
 def set_state(conn: Connection, destination_id: str, state: DeliveryState) -> None:
     """Set the state; back to healthy also clears the failure count and retry time."""
     values: dict[str, Any] = {"state": state, "next_retry_at_ms": None}
@@ -220,6 +229,11 @@ def count_dead_letters(conn: Connection, destination_id: str) -> int:
         select(func.count()).select_from(dead_letters).where(dead_letters.c.destination_id == destination_id)
     )
     return int(conn.execute(query).scalar_one())
+
+
+def get_dead_letter(conn: Connection, destination_id: str, dead_letter_id: int) -> DeadLetter | None:
+    found = list_dead_letters(conn, destination_id, 0, 1, [dead_letter_id])
+    return found[0] if found else None
 
 
 def remove_dead_letters(conn: Connection, destination_id: str, ids: Sequence[int]) -> int:

@@ -13,6 +13,7 @@ from auditrelay.store.delivery_rows import (
     add_dead_letter,
     advance_replay,
     commit_progress,
+    note_set_aside,
     record_attempts,
     record_failure,
 )
@@ -54,6 +55,14 @@ def dead_letter_event(
     # Everything before this event is delivered or set aside: moving the cursor past it in
     # the same transaction means a crash cannot dead-letter it twice.
     commit_progress(conn, destination_id, event.seq, delivered)
+    # The status says what happened last: this event was set aside (not the refusal before).
+    note_set_aside(
+        conn,
+        destination_id,
+        f"event {event_id} (seq {event.seq}) refused {attempts} times and set "
+        f"aside as a dead letter: {error}",
+        http_status,
+    )
     record_attempts(conn, destination_id, records, trim=trim)
 
 

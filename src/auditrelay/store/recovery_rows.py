@@ -50,13 +50,16 @@ def discard_dead_letter(
     destination_id: str,
     scope: str | None,
     dead_letter_id: int,
-    audit: Callable[[Destination], Sequence[ValidEvent]],
+    audit: Callable[[Destination, DeadLetter], Sequence[ValidEvent]],
 ) -> bool:
+    """Remove one dead letter; its audit event names the event that goes with it."""
     destination = rows.visible(conn, destination_id, scope)
-    removed = delivery_rows.remove_dead_letters(conn, destination_id, [dead_letter_id]) > 0
-    if removed:
-        append_events(conn, audit(destination), destination.org)
-    return removed
+    letter = delivery_rows.get_dead_letter(conn, destination_id, dead_letter_id)
+    if letter is None:
+        return False
+    delivery_rows.remove_dead_letters(conn, destination_id, [dead_letter_id])
+    append_events(conn, audit(destination, letter), destination.org)
+    return True
 
 
 def settle_resent_dead_letters(

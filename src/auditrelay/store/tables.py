@@ -118,6 +118,8 @@ dead_letters = Table(
     Column("http_status", Integer, nullable=True),
     Column("error", Text, nullable=False),
     Index("ix_dead_letters_destination", "destination_id", "id"),
+    # Ids are never reused (SQLite would otherwise hand out a removed newest id again).
+    sqlite_autoincrement=True,
 )
 
 #: A capped history of delivery attempts per destination.
