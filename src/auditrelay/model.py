@@ -114,6 +114,18 @@ class DeliveryStatus:
     last_error_message: str | None
     consecutive_failures: int
     next_retry_at_ms: int | None
+    #: The breaker (see `delivery.policy.Breaker`): dead letters in a row, and since when the
+    #: stream is held (None: not held).
+    dead_letters_in_a_row: int = 0
+    held_since_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerState:
+    """What the breaker keeps across restarts."""
+
+    dead_letters_in_a_row: int = 0
+    held_since_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from auditrelay.delivery import DeliveryLoop, RetryPolicy
 from auditrelay.delivery.testing import InMemoryLedger, ListSource, ScriptedSender, answered
 from auditrelay.destinations import HttpKind, Outcome, OutgoingRequest, Verdict
 from auditrelay.log import Wakeups
-from auditrelay.model import BatchSettings, DeliveryState, Destination, StoredEvent
+from auditrelay.model import BatchSettings, BreakerState, DeliveryState, Destination, StoredEvent
 from auditrelay.security import UnsafeUrl
 
 #: Retries come at once: the rules are under test here, not the schedule.
@@ -63,6 +63,7 @@ class Harness:
         dest: Destination | None = None,
         policy: RetryPolicy = FAST,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         refuse_url: UnsafeUrl | None = None,
         source: ListSource | None = None,
     ) -> None:
@@ -79,6 +80,7 @@ class Harness:
             policy,
             resync_seconds=0.01,
             clock=clock,
+            wall=wall,
         )
 
     async def run_until(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -180,7 +182,7 @@ def test_after_n_dead_letters_in_a_row_the_stream_is_held_until_the_hold_ends() 
             lambda r: REFUSED if poisoned(r) else ACCEPTED,
             destination(max_events=1),
             policy=policy,
-            clock=lambda: now[0],
+            wall=lambda: now[0],
         )
         task = asyncio.create_task(harness.loop.run())
         await until(lambda: any("holding the stream" in m for _, m in harness.ledger.failures))
@@ -362,5 +364,34 @@ def test_a_backlog_of_large_events_is_read_in_steps_bounded_by_bytes() -> None:
         assert max(reads) <= budget + 1_100_000, "a read ends at the event that reaches the budget"
         assert len([r for r in reads if r]) >= 40_000_000 // (budget + 1_100_000)
         assert max(len(r.content) for r in harness.sender.sent) <= 1_000_000 + 1_100_000
+
+    run(scenario)
+
+
+def test_a_hold_written_before_a_restart_goes_on_and_ends_at_its_time() -> None:
+    async def scenario() -> None:
+        now = [5000.0]
+        policy = replace(FAST, dead_letters_before_hold=2, hold_seconds=60.0)
+        harness = Harness(
+            [event(1, poison=True), event(2)],
+            lambda r: REFUSED if poisoned(r) else ACCEPTED,
+            policy=policy,
+            wall=lambda: now[0],
+        )
+        # What a loop before the restart left: two dead letters in a row, held for 30 s.
+        harness.ledger.breaker_state = BreakerState(2, 4970_000)
+        task = asyncio.create_task(harness.loop.run())
+        await until(lambda: len(harness.sender.sent) >= 3)
+        assert harness.ledger.dead_letters == [], "still held: nothing set aside"
+        assert all("holding the stream" in m for _, m in harness.ledger.failures)
+        assert harness.ledger.breaker_state == BreakerState(2, 4970_000), "the hold's start is kept"
+        now[0] += 31.0  # 61 s since the hold began
+        await until(lambda: harness.ledger.cursor_at >= 2)
+        harness.loop.request_stop()
+        await asyncio.wait_for(task, 5)
+        assert [d.event_id for d in harness.ledger.dead_letters] == ["event-1"]
+        assert harness.ledger.breaker_state == BreakerState(), (
+            "event 2 accepted: the run of dead letters ended"
+        )
 
     run(scenario)

@@ -401,3 +401,51 @@ def test_the_attempt_history_is_newest_first(
     stamps = [d["at"] for d in history]
     assert stamps == sorted(stamps, reverse=True)
     assert [d["status"] for d in get(service, path + "?limit=2")["deliveries"]] == [200, 200]
+
+
+def test_a_hold_survives_a_restart_and_a_rename_and_ends_when_the_url_changes(
+    fresh_service: Service, namespace: str
+) -> None:
+    """Before, any edit or restart reset the breaker: a misconfigured destination set aside
+    five more events each time. Now only a change of where or how events are sent ends it."""
+    wrong = Receiver()
+    right = Receiver()
+    wrong.answer_with(404, body=b"no such path")
+    service = fresh_service.start()
+    try:
+        destination = service.add_destination(
+            name="wrong-path", kind="http", url=wrong.url, namespaces=[namespace]
+        )
+        path = f"/api/v1/destinations/{destination['id']}"
+        events = [in_ns(namespace) for _ in range(12)]
+        service.send(events)
+
+        def held() -> dict[str, Any] | bool:
+            s = service.destination(destination["id"])["status"]
+            return "holding the stream" in (s["last_error"] or {}).get("message", "") and s
+
+        assert wait_until(held, timeout=20, what="the breaker to hold the stream")["dead_letters"] == 5
+        service.stop()
+        service.start()
+        refused_before = len(wrong.arrivals)
+        wait_until(
+            lambda: len(wrong.arrivals) > refused_before + 2, timeout=20, what="attempts after the restart"
+        )
+        assert held() and service.destination(destination["id"])["status"]["dead_letters"] == 5
+        with service.admin() as client:
+            renamed = client.patch(path, json={"name": "still wrong"})
+            assert renamed.status_code == 200, renamed.text
+        refused_before = len(wrong.arrivals)
+        wait_until(
+            lambda: len(wrong.arrivals) > refused_before + 2, timeout=20, what="attempts after the rename"
+        )
+        assert service.destination(destination["id"])["status"]["dead_letters"] == 5, "a rename ends no hold"
+        with service.admin() as client:
+            moved = client.patch(path, json={"url": right.url})
+            assert moved.status_code == 200, moved.text
+        wait_until(lambda: len(right.events()) >= 7, timeout=20, what="the rest at the new URL")
+        assert [e["id"] for e in right.events()] == [e["id"] for e in events[5:]]
+        assert service.destination(destination["id"])["status"]["dead_letters"] == 5
+    finally:
+        wrong.close()
+        right.close()

@@ -25,7 +25,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from auditrelay.model import AttemptRecord, DeliveryState, ReplayJob, StoredEvent
+from auditrelay.model import AttemptRecord, BreakerState, DeliveryState, ReplayJob, StoredEvent
 from auditrelay.store import (
     ATTEMPT_HISTORY,
     Database,
@@ -54,6 +54,9 @@ class Ledger(Protocol):
     async def cursor(self) -> int:
         """The committed cursor: every event up to it is delivered or set aside."""
 
+    async def breaker(self) -> BreakerState:
+        """The breaker's state as last written (it survives restarts)."""
+
     async def commit(self, cursor: int, delivered: int) -> None:
         """Everything up to `cursor` is accepted; `delivered` more events reached it."""
 
@@ -65,14 +68,23 @@ class Ledger(Protocol):
         http_status: int | None,
         error: str,
         delivered: int,
+        breaker: BreakerState,
     ) -> None:
         """Set `event` aside and move the cursor to it, in one transaction (a crash cannot
-        dead-letter it twice); `delivered` events before it were accepted since the last commit."""
+        dead-letter it twice); `delivered` events before it were accepted since the last
+        commit; `breaker` is the breaker's state with this dead letter counted."""
 
     async def failed(
-        self, state: DeliveryState, http_status: int | None, message: str, failures: int, next_retry_ms: int
+        self,
+        state: DeliveryState,
+        http_status: int | None,
+        message: str,
+        failures: int,
+        next_retry_ms: int,
+        breaker: BreakerState | None = None,
     ) -> None:
-        """Record a failed attempt: the state, the last error, when the next try comes."""
+        """Record a failed attempt: the state, the last error, when the next try comes (and
+        the breaker's state while it holds the stream)."""
 
     async def recovered(self) -> None:
         """An attempt was accepted after failures: healthy again."""
@@ -171,6 +183,12 @@ class StoreLedger:
             raise LookupError(f"destination {self._id} has no status row")
         return status.cursor
 
+    async def breaker(self) -> BreakerState:
+        status = await self._db.read(read_status, self._id)
+        if status is None:
+            return BreakerState()
+        return BreakerState(status.dead_letters_in_a_row, status.held_since_ms)
+
     async def commit(self, cursor: int, delivered: int) -> None:
         records, trim = self._take()
         # Shielded: a stop that cancels the loop mid-commit must not cancel the write itself.
@@ -184,6 +202,7 @@ class StoreLedger:
         http_status: int | None,
         error: str,
         delivered: int,
+        breaker: BreakerState,
     ) -> None:
         records, trim = self._take()
         await self._db.write(
@@ -195,12 +214,19 @@ class StoreLedger:
             http_status,
             error,
             delivered,
+            breaker,
             records,
             trim,
         )
 
     async def failed(
-        self, state: DeliveryState, http_status: int | None, message: str, failures: int, next_retry_ms: int
+        self,
+        state: DeliveryState,
+        http_status: int | None,
+        message: str,
+        failures: int,
+        next_retry_ms: int,
+        breaker: BreakerState | None = None,
     ) -> None:
         records, trim = self._take()
         await self._db.write(
@@ -211,6 +237,7 @@ class StoreLedger:
             message,
             failures,
             next_retry_ms,
+            breaker,
             records,
             trim,
         )

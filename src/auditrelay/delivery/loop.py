@@ -30,7 +30,7 @@ from auditrelay.delivery.sender import Attempt, Sender
 from auditrelay.destinations import DestinationKind, EventFilter, Outcome, OutgoingRequest
 from auditrelay.log import Wakeups
 from auditrelay.metrics import DELIVERY_FAILURES, EVENTS_DEAD_LETTERED, EVENTS_DELIVERED
-from auditrelay.model import AttemptRecord, DeliveryState, Destination, StoredEvent
+from auditrelay.model import AttemptRecord, BreakerState, DeliveryState, Destination, StoredEvent
 from auditrelay.security import UnsafeUrl
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class DeliveryLoop:
         commit_interval: float = 1.0,
         resync_seconds: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
         self.destination = destination
@@ -73,6 +74,8 @@ class DeliveryLoop:
         self._commit_interval = commit_interval
         self._resync_seconds = resync_seconds
         self._clock = clock
+        #: Wall-clock seconds, for the breaker's hold (its start is kept across restarts).
+        self._wall = wall
         self._rng = rng
         self._filter = EventFilter(destination.org, destination.event_types, destination.namespaces)
         self._read_limit = kind.read_limit(destination)
@@ -125,6 +128,8 @@ class DeliveryLoop:
 
     async def _deliver_forever(self) -> None:
         cursor = await self._ledger.cursor()
+        # A hold goes on across restarts; a retry asked meanwhile ended it in the store.
+        self._breaker = Breaker(self._policy, await self._ledger.breaker())
         self._committed = self._delivered_through = cursor
         self._delivered_uncommitted = 0
         flag = self._wakeups.subscribe()
@@ -172,7 +177,7 @@ class DeliveryLoop:
         while True:
             result = await self._sender(request)
             self._note(request, result, live)
-            held = result.outcome is Outcome.REJECTED and live and self._breaker.holds(self._clock())
+            held = result.outcome is Outcome.REJECTED and live and self._breaker.holds(self._wall())
             decision = decide(
                 result.verdict,
                 events=len(request.events),
@@ -212,7 +217,13 @@ class DeliveryLoop:
                 decision.delay,
             )
             assert decision.state is not None
-            await self._record_failure(decision.state, result.status, decision.message, decision.delay)
+            await self._record_failure(
+                decision.state,
+                result.status,
+                decision.message,
+                decision.delay,
+                self._breaker.state if held else None,
+            )
             await self._pause(decision.delay)
 
     async def _accepted(self, request: OutgoingRequest, live: bool) -> None:
@@ -244,7 +255,9 @@ class DeliveryLoop:
             result.verdict.message,
         )
         delivered = self._delivered_uncommitted
-        await self._ledger.dead_letter(event, event_id, attempts, result.status, error, delivered)
+        await self._ledger.dead_letter(
+            event, event_id, attempts, result.status, error, delivered, self._breaker.state
+        )
         self._committed = self._delivered_through = event.seq
         self._delivered_uncommitted = 0
         self._last_commit = self._clock()
@@ -373,7 +386,12 @@ class DeliveryLoop:
         self._delivered_uncommitted = 0
 
     async def _record_failure(
-        self, state: DeliveryState, status: int | None, message: str, delay: float
+        self,
+        state: DeliveryState,
+        status: int | None,
+        message: str,
+        delay: float,
+        breaker: BreakerState | None = None,
     ) -> None:
         next_retry = int((time.time() + delay) * 1000)
-        await self._ledger.failed(state, status, message, self._failures, next_retry)
+        await self._ledger.failed(state, status, message, self._failures, next_retry, breaker)

@@ -21,7 +21,7 @@ from enum import Enum
 
 from auditrelay.config import Settings
 from auditrelay.destinations import Outcome, Verdict
-from auditrelay.model import DeliveryState
+from auditrelay.model import BreakerState, DeliveryState
 
 #: A destination may ask for a long pause with Retry-After; we honour it up to this bound.
 MAX_RETRY_AFTER_SECONDS = 3600.0
@@ -148,13 +148,20 @@ class Breaker:
     aside would be wrong; but real poison can come in runs too, and must not stop the stream
     for good. So the hold ends after `hold_seconds`, and splitting and dead-lettering resume
     (a misconfigured destination then loses at most a few events per hold to its dead
-    letters, all of them visible and re-sendable). Time is passed in, so tests set it.
+    letters, all of them visible and re-sendable). Its `state` is kept in the store, so a
+    restart does not end a hold; times are wall-clock seconds, passed in (tests set them).
     """
 
-    def __init__(self, policy: RetryPolicy) -> None:
+    def __init__(self, policy: RetryPolicy, state: BreakerState | None = None) -> None:
         self._policy = policy
-        self.dead_in_a_row = 0
-        self._held_since: float | None = None
+        state = state or BreakerState()
+        self.dead_in_a_row = state.dead_letters_in_a_row
+        self._held_since = state.held_since_ms / 1000 if state.held_since_ms is not None else None
+
+    @property
+    def state(self) -> BreakerState:
+        held = int(self._held_since * 1000) if self._held_since is not None else None
+        return BreakerState(self.dead_in_a_row, held)
 
     def accepted(self) -> None:
         self.dead_in_a_row = 0

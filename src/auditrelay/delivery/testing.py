@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from auditrelay.delivery.ledger import TRIM_EVERY
 from auditrelay.delivery.sender import Attempt
 from auditrelay.destinations import OutgoingRequest, Verdict
-from auditrelay.model import AttemptRecord, DeliveryState, ReplayJob, ReplayState, StoredEvent
+from auditrelay.model import AttemptRecord, BreakerState, DeliveryState, ReplayJob, ReplayState, StoredEvent
 from auditrelay.security import UnsafeUrl
 from auditrelay.store import ATTEMPT_HISTORY
 
@@ -48,6 +48,7 @@ class InMemoryLedger:
     #: Written attempts, oldest first, at most `ATTEMPT_HISTORY`.
     attempts: list[AttemptRecord] = field(default_factory=list)
     replays: list[ReplayJob] = field(default_factory=list)
+    breaker_state: BreakerState = field(default_factory=BreakerState)
     #: Every cursor committed, in order (to see when the cursor moved).
     commits: list[int] = field(default_factory=list)
     #: Every state written by a failure, in order.
@@ -74,6 +75,9 @@ class InMemoryLedger:
     async def cursor(self) -> int:
         return self.cursor_at
 
+    async def breaker(self) -> BreakerState:
+        return self.breaker_state
+
     async def commit(self, cursor: int, delivered: int) -> None:
         if cursor > self.cursor_at:  # strictly forward, as the store's update is
             self.cursor_at = cursor
@@ -81,6 +85,7 @@ class InMemoryLedger:
             if delivered:
                 self.delivered_total += delivered
                 self.last_success_at_ms = int(time.time() * 1000)
+                self.breaker_state = BreakerState()
                 self.state = DeliveryState.HEALTHY
                 self.consecutive_failures = 0
                 self.next_retry_ms = None
@@ -94,10 +99,12 @@ class InMemoryLedger:
         http_status: int | None,
         error: str,
         delivered: int,
+        breaker: BreakerState,
     ) -> None:
         letter = InMemoryDeadLetter(event.seq, event_id, event.body, attempts, http_status, error[:4000])
         self.dead_letters.append(letter)
         await self.commit(event.seq, delivered)
+        self.breaker_state = breaker
         # As the store: the last error says the event was set aside.
         aside = f"event {event_id} (seq {event.seq}) refused {attempts} times and set aside"
         self.last_error = f"{aside} as a dead letter: {error}"[:2000]
@@ -105,8 +112,16 @@ class InMemoryLedger:
         self.last_error_at_ms = int(time.time() * 1000)
 
     async def failed(
-        self, state: DeliveryState, http_status: int | None, message: str, failures: int, next_retry_ms: int
+        self,
+        state: DeliveryState,
+        http_status: int | None,
+        message: str,
+        failures: int,
+        next_retry_ms: int,
+        breaker: BreakerState | None = None,
     ) -> None:
+        if breaker is not None:
+            self.breaker_state = breaker
         self.state = state
         self.last_error = message[:2000]
         self.last_error_status = http_status

@@ -40,6 +40,11 @@ from auditrelay.store import (
     update_destination,
 )
 
+#: The settings whose change ends a breaker hold: they decide where and how events are sent.
+DELIVERY_SETTINGS = frozenset(
+    {"url", "kind", "token", "headers", "secret_header_values", "options", "content_type", "batch"}
+)
+
 
 class DestinationService:
     def __init__(
@@ -124,8 +129,10 @@ class DestinationService:
                 events.append(audit_event(verb, d, principal, ctx, {"destination": summary(d)}))
             return events
 
+        # An edit of where or how events are sent ends a breaker hold; a rename does not.
+        resets = bool(set(changes) & DELIVERY_SETTINGS)
         view = await self._db.write(
-            update_destination, self._rows, updated, current.version, principal.org, audit
+            update_destination, self._rows, updated, current.version, principal.org, audit, resets
         )
         self._changed()
         return render(view)

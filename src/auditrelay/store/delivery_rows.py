@@ -10,6 +10,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 
 from auditrelay.model import (
     AttemptRecord,
+    BreakerState,
     DeadLetter,
     DeliveryState,
     DeliveryStatus,
@@ -49,6 +50,9 @@ def commit_progress(conn: Connection, destination_id: str, cursor: int, delivere
             state=DeliveryState.HEALTHY,
             consecutive_failures=0,
             next_retry_at_ms=None,
+            # An accepted event ends a run of dead letters, and any hold.
+            dead_letters_in_a_row=0,
+            held_since_ms=None,
         )
     conn.execute(
         update(destination_status)
@@ -103,14 +107,27 @@ def set_state(conn: Connection, destination_id: str, state: DeliveryState) -> No
 
 
 def request_retry(conn: Connection, destination_id: str) -> int:
-    """Ask the destination's loop to retry now; returns the request's time (ms)."""
+    """Ask the destination's loop to retry now, which ends a hold; returns the time (ms)."""
     at = now_ms()
     conn.execute(
         update(destination_status)
         .where(destination_status.c.destination_id == destination_id)
-        .values(retry_requested_at_ms=at)
+        .values(retry_requested_at_ms=at, dead_letters_in_a_row=0, held_since_ms=None)
     )
     return at
+
+
+def write_breaker(conn: Connection, destination_id: str, breaker: BreakerState) -> None:
+    conn.execute(
+        update(destination_status)
+        .where(destination_status.c.destination_id == destination_id)
+        .values(dead_letters_in_a_row=breaker.dead_letters_in_a_row, held_since_ms=breaker.held_since_ms)
+    )
+
+
+def reset_breaker(conn: Connection, destination_id: str) -> None:
+    """An edit of where or how events are sent ends the hold: the new settings get a chance."""
+    write_breaker(conn, destination_id, BreakerState())
 
 
 def _status(row: Any) -> tuple[str, DeliveryStatus]:

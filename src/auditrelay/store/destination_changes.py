@@ -77,13 +77,17 @@ def update_destination(
     expected_version: int,
     scope: str | None,
     audit: Audit,
+    reset_breaker: bool = False,
 ) -> DestinationOverview:
-    """Store `updated` unless the destination changed since the caller read it."""
+    """Store `updated` unless the destination changed since the caller read it;
+    `reset_breaker` ends a hold (the edit changed where or how events are sent)."""
     latest = rows.visible(conn, updated.id, scope)
     # Optimistic concurrency: another change since the caller read it would be lost.
     if latest.version != expected_version:
         raise Conflict("the destination changed meanwhile; read it again and retry")
     rows.update(conn, updated)
+    if reset_breaker:
+        delivery_rows.reset_breaker(conn, updated.id)
     _audit(conn, audit(updated), updated.org)
     return _overview(conn, rows, updated, head_seq(conn))
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from auditrelay.model import AttemptRecord, DeliveryState, StoredEvent
+from auditrelay.model import AttemptRecord, BreakerState, DeliveryState, StoredEvent
 from auditrelay.store.delivery_rows import (
     add_dead_letter,
     advance_replay,
@@ -16,6 +16,7 @@ from auditrelay.store.delivery_rows import (
     note_set_aside,
     record_attempts,
     record_failure,
+    write_breaker,
 )
 
 
@@ -47,10 +48,12 @@ def dead_letter_event(
     http_status: int | None,
     error: str,
     delivered: int,
+    breaker: BreakerState,
     records: list[AttemptRecord],
     trim: bool,
 ) -> None:
-    """Set an event aside and move the cursor to it, with the attempts since the last write."""
+    """Set an event aside and move the cursor to it, with the attempts since the last write
+    and the breaker's new count."""
     add_dead_letter(conn, destination_id, event.seq, event_id, event.body, attempts, http_status, error)
     # Everything before this event is delivered or set aside: moving the cursor past it in
     # the same transaction means a crash cannot dead-letter it twice.
@@ -63,6 +66,7 @@ def dead_letter_event(
         f"aside as a dead letter: {error}",
         http_status,
     )
+    write_breaker(conn, destination_id, breaker)
     record_attempts(conn, destination_id, records, trim=trim)
 
 
@@ -74,11 +78,15 @@ def record_failed_attempt(
     message: str,
     failures: int,
     next_retry_ms: int,
+    breaker: BreakerState | None,
     records: list[AttemptRecord],
     trim: bool,
 ) -> None:
-    """A failed attempt's state and error, with the attempts since the last write."""
+    """A failed attempt's state and error, with the attempts since the last write (and the
+    breaker's state when a hold starts or goes on)."""
     record_failure(conn, destination_id, state, http_status, message, failures, next_retry_ms)
+    if breaker is not None:
+        write_breaker(conn, destination_id, breaker)
     record_attempts(conn, destination_id, records, trim=trim)
 
 

@@ -101,6 +101,10 @@ destination_status = Table(
     #: When an admin last asked for a retry now (or a test send succeeded): the delivering
     #: process wakes the loop when this is newer than what the loop has seen.
     Column("retry_requested_at_ms", BigInteger, nullable=True),
+    #: The breaker: dead letters in a row with nothing accepted between them, and since when
+    #: the stream is held (wall-clock ms); kept across restarts.
+    Column("dead_letters_in_a_row", Integer, nullable=False, server_default="0"),
+    Column("held_since_ms", BigInteger, nullable=True),
 )
 
 #: Events a destination refused on their own, again and again: set aside so the stream
