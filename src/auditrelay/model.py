@@ -87,7 +87,9 @@ class DestinationVersion:
 class DeliveryState(StrEnum):
     """The state a destination's status shows (stored as its value)."""
 
-    #: Nothing went wrong yet, or the last attempt was accepted.
+    #: Nothing delivered yet (a new destination, or one whose filters matched nothing so far).
+    PENDING = "pending"
+    #: The last attempt was accepted.
     HEALTHY = "healthy"
     #: The last attempt failed in a way worth retrying (network, 5xx, 429, refusals).
     FAILING = "failing"

@@ -600,3 +600,21 @@ def test_lag_seconds_grows_while_a_paused_destination_owes_events_and_is_0_when_
         lambda: (s := service.destination(destination["id"])["status"])["lag"] == 0 and s, what="caught up"
     )
     assert caught_up["lag_seconds"] == 0
+
+
+def test_a_new_destination_is_pending_until_it_delivers_and_a_resume_keeps_what_it_was(
+    service: Service, add_destination: AddDestination, receiver: Receiver, namespace: str
+) -> None:
+    destination = add_destination(name="new", kind="http", url=receiver.url, namespaces=[namespace])
+    path = f"/api/v1/destinations/{destination['id']}"
+    assert destination["status"]["state"] == "pending"
+    with service.admin() as client:
+        # Paused and resumed before delivering anything: pending again, not healthy.
+        assert client.post(path + "/pause").json()["status"]["state"] == "paused"
+        assert client.post(path + "/resume").json()["status"]["state"] == "pending"
+    service.send(in_ns(namespace))
+    wait_until(lambda: service.destination(destination["id"])["status"]["state"] == "healthy", what="healthy")
+    with service.admin() as client:
+        assert client.patch(path, json={"active": False}).json()["status"]["state"] == "paused"
+        # Resumed by PATCH too: it has delivered, so healthy (it used to read "paused").
+        assert client.patch(path, json={"active": True}).json()["status"]["state"] == "healthy"

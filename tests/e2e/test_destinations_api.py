@@ -38,7 +38,8 @@ def test_create_returns_settings_masked_secrets_and_status(
     assert created["filtered"] is True
     assert len(created["verification_token"]) >= 16
     status = created["status"]
-    assert status["state"] == "healthy" and status["last_error"] is None
+    # Nothing delivered yet: pending, not healthy.
+    assert status["state"] == "pending" and status["last_error"] is None
     assert status["delivered_total"] == 0 and status["consecutive_failures"] == 0
     fetched = service.destination(created["id"])
     assert fetched["verification_token"] == created["verification_token"]

@@ -37,7 +37,7 @@ class InMemoryDeadLetter:
 class InMemoryLedger:
     cursor_at: int = 0
     delivered_total: int = 0
-    state: DeliveryState = DeliveryState.HEALTHY
+    state: DeliveryState = DeliveryState.PENDING
     last_error: str | None = None
     last_error_status: int | None = None
     last_error_at_ms: int | None = None

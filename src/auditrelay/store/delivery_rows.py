@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, case, delete, func, insert, select, update
 
 from auditrelay.model import (
     AttemptRecord,
@@ -91,6 +91,26 @@ def note_set_aside(conn: Connection, destination_id: str, message: str, http_sta
         update(destination_status)
         .where(destination_status.c.destination_id == destination_id)
         .values(last_error_at_ms=now_ms(), last_error_status=http_status, last_error_message=message[:2000])
+    )
+
+
+def mark_resumed(conn: Connection, destination_id: str) -> None:
+    """A paused destination is active again: `pending` until it delivers, `healthy` if it
+    ever did; failures counted before the pause start over."""
+    conn.execute(
+        update(destination_status)
+        .where(
+            destination_status.c.destination_id == destination_id,
+            destination_status.c.state == DeliveryState.PAUSED,
+        )
+        .values(
+            state=case(
+                (destination_status.c.delivered_total > 0, DeliveryState.HEALTHY.value),
+                else_=DeliveryState.PENDING.value,
+            ),
+            consecutive_failures=0,
+            next_retry_at_ms=None,
+        )
     )
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 
 from auditrelay.errors import Conflict
 from auditrelay.events import ValidEvent
-from auditrelay.model import DeliveryState, Destination, DestinationOverview
+from auditrelay.model import Destination, DestinationOverview
 from auditrelay.store import delivery_rows
 from auditrelay.store.destination_rows import DestinationRows
 from auditrelay.store.event_log import append_events, head_seq
@@ -104,9 +104,7 @@ def set_destination_active(
     current = rows.visible(conn, destination_id, scope)
     updated = change(current)
     if updated is not None:
-        rows.update(conn, updated)
-        if updated.active:
-            delivery_rows.set_state(conn, updated.id, DeliveryState.HEALTHY)
+        rows.update(conn, updated)  # a resume marks it pending or healthy again
         _audit(conn, audit(updated), updated.org)
         current = updated
     return _overview(conn, rows, current, head_seq(conn))

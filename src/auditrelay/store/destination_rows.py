@@ -14,6 +14,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 from auditrelay.errors import NotFound
 from auditrelay.model import BatchSettings, DeliveryState, Destination, DestinationVersion, Header
 from auditrelay.security import SecretBox
+from auditrelay.store.delivery_rows import mark_resumed
 from auditrelay.store.tables import (
     dead_letters,
     delivery_attempts,
@@ -36,7 +37,7 @@ class DestinationRows:
                 destination_id=destination.id,
                 cursor=cursor,
                 delivered_total=0,
-                state=DeliveryState.HEALTHY if destination.active else DeliveryState.PAUSED,
+                state=DeliveryState.PENDING if destination.active else DeliveryState.PAUSED,
                 consecutive_failures=0,
             )
         )
@@ -51,6 +52,8 @@ class DestinationRows:
                 .where(destination_status.c.destination_id == destination.id)
                 .values(state=DeliveryState.PAUSED, next_retry_at_ms=None)
             )
+        else:
+            mark_resumed(conn, destination.id)
 
     def delete(self, conn: Connection, destination_id: str) -> None:
         # Everything of the destination goes with it (explicitly: not relying on FK cascades).
