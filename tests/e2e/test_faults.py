@@ -228,7 +228,7 @@ def test_repeated_kill_9_with_failing_hanging_refusing_and_returning_destination
             ingester.start()
             # Kill once enough has been taken in, at a random moment after that.
             wait_until(
-                lambda i=ingester: len(i.accepted) >= 600,  # type: ignore[misc]
+                lambda i=ingester: len(i.accepted) >= 300,  # type: ignore[misc]
                 timeout=30,
                 what="events taken in",
             )
