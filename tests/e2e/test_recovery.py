@@ -275,7 +275,15 @@ def test_a_replay_refused_as_duplicates_never_dead_letters_or_holds_the_live_str
 def test_a_run_of_poison_longer_than_the_breaker_does_not_stop_the_stream_for_good(
     fresh_service: Service,
 ) -> None:
-    fresh_service.extra_env["AUDITRELAY_BREAKER_HOLD_SECONDS"] = "1"
+    # One refusal sets an event aside and three in a row hold the stream: the rules of the
+    # defaults (three refusals, five in a row), reached in a fraction of the time.
+    fresh_service.extra_env.update(
+        {
+            "AUDITRELAY_BREAKER_HOLD_SECONDS": "1",
+            "AUDITRELAY_REJECTIONS_BEFORE_DEAD_LETTER": "1",
+            "AUDITRELAY_DEAD_LETTERS_BEFORE_HOLD": "3",
+        }
+    )
     service = fresh_service.start()
     receiver = RefusesMarked(b'"poison"', 400, b"bad event")
     try:
