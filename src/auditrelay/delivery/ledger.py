@@ -51,11 +51,9 @@ class Ledger(Protocol):
     def note(self, record: AttemptRecord) -> None:
         """Keep an attempt for the history; it is written with the next write."""
 
-    async def cursor(self) -> int:
-        """The committed cursor: every event up to it is delivered or set aside."""
-
-    async def breaker(self) -> BreakerState:
-        """The breaker's state as last written (it survives restarts)."""
+    async def resume_point(self) -> tuple[int, BreakerState]:
+        """Where a (re)starting loop stands: the committed cursor (every event up to it is
+        delivered or set aside) and the breaker's state as last written."""
 
     async def commit(self, cursor: int, delivered: int) -> None:
         """Everything up to `cursor` is accepted; `delivered` more events reached it."""
@@ -177,17 +175,11 @@ class StoreLedger:
         self._writes += 1
         return records, self._writes % TRIM_EVERY == 0
 
-    async def cursor(self) -> int:
+    async def resume_point(self) -> tuple[int, BreakerState]:
         status = await self._db.read(read_status, self._id)
         if status is None:
             raise LookupError(f"destination {self._id} has no status row")
-        return status.cursor
-
-    async def breaker(self) -> BreakerState:
-        status = await self._db.read(read_status, self._id)
-        if status is None:
-            return BreakerState()
-        return BreakerState(status.dead_letters_in_a_row, status.held_since_ms)
+        return status.cursor, BreakerState(status.dead_letters_in_a_row, status.held_since_ms)
 
     async def commit(self, cursor: int, delivered: int) -> None:
         records, trim = self._take()

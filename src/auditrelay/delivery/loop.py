@@ -127,9 +127,10 @@ class DeliveryLoop:
                     await self._pause(delay)
 
     async def _deliver_forever(self) -> None:
-        cursor = await self._ledger.cursor()
-        # A hold goes on across restarts; a retry asked meanwhile ended it in the store.
-        self._breaker = Breaker(self._policy, await self._ledger.breaker())
+        # One read: the cursor, and the breaker (a hold goes on across restarts; a retry
+        # asked meanwhile ended it in the store).
+        cursor, breaker = await self._ledger.resume_point()
+        self._breaker = Breaker(self._policy, breaker)
         self._committed = self._delivered_through = cursor
         self._delivered_uncommitted = 0
         flag = self._wakeups.subscribe()

@@ -72,11 +72,8 @@ class InMemoryLedger:
             del self.attempts[:-ATTEMPT_HISTORY]
         self.changed.set()
 
-    async def cursor(self) -> int:
-        return self.cursor_at
-
-    async def breaker(self) -> BreakerState:
-        return self.breaker_state
+    async def resume_point(self) -> tuple[int, BreakerState]:
+        return self.cursor_at, self.breaker_state
 
     async def commit(self, cursor: int, delivered: int) -> None:
         if cursor > self.cursor_at:  # strictly forward, as the store's update is

@@ -65,6 +65,9 @@ class LogTail:
                 return await self._db.read(read_after, cursor, limit, max_bytes)  # behind the window
             if not found:
                 break
+            if max_bytes is None:
+                result += found  # no byte budget: no need to look at each event
+                continue
             for event in found:
                 result.append(event)
                 size += len(event.body)

@@ -22,7 +22,8 @@ from auditrelay.store.tables import dead_letters, delivery_attempts, destination
 
 #: Attempts kept per destination; older ones are trimmed.
 ATTEMPT_HISTORY = 200
-_OPEN_REPLAYS = (ReplayState.PENDING.value, ReplayState.RUNNING.value)
+#: The states of a replay job still to run (retention keeps their ranges too).
+OPEN_REPLAY_STATES = (ReplayState.PENDING.value, ReplayState.RUNNING.value)
 
 
 # -- status and cursor ----------------------------------------------------------------------
@@ -320,7 +321,7 @@ def create_replay(conn: Connection, destination_id: str, from_seq: int, to_seq: 
 def pending_replay(conn: Connection, destination_id: str) -> ReplayJob | None:
     row = conn.execute(
         select(replays)
-        .where(replays.c.destination_id == destination_id, replays.c.state.in_(_OPEN_REPLAYS))
+        .where(replays.c.destination_id == destination_id, replays.c.state.in_(OPEN_REPLAY_STATES))
         .order_by(replays.c.id)
         .limit(1)
     ).first()

@@ -15,15 +15,14 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, delete, func, select
 
 from auditrelay.config import Settings
-from auditrelay.model import ReplayState
 from auditrelay.store.database import Database
+from auditrelay.store.delivery_rows import OPEN_REPLAY_STATES
 from auditrelay.store.tables import destination_status, events, replays
 
 log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
 CHUNK = 20_000
-OPEN_REPLAY_STATES = (ReplayState.PENDING.value, ReplayState.RUNNING.value)
 
 
 @dataclass(frozen=True, slots=True)
