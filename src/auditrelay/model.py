@@ -48,6 +48,15 @@ class BatchSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    """How requests go out: up to `max_in_flight` at once (the window adapts below it), or,
+    when `ordered`, one at a time, so the receiver sees every request in log order."""
+
+    ordered: bool = False
+    max_in_flight: int = 100
+
+
+@dataclass(frozen=True, slots=True)
 class Destination:
     """A destination as delivery and the kinds see it: settings resolved, secrets open."""
 
@@ -65,6 +74,7 @@ class Destination:
     active: bool
     options: dict[str, Any] = field(default_factory=dict)
     batch: BatchSettings = BatchSettings(max_events=500, max_bytes=1_000_000, linger_ms=5)
+    delivery: DeliverySettings = DeliverySettings()
     version: int = 1
     created_at_ms: int = 0
     updated_at_ms: int = 0

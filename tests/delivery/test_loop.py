@@ -4,6 +4,7 @@ no network, no subprocess; each test runs in milliseconds."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -14,7 +15,14 @@ from auditrelay.delivery import DeliveryLoop, RetryPolicy
 from auditrelay.delivery.testing import InMemoryLedger, ListSource, ScriptedSender, answered
 from auditrelay.destinations import HttpKind, Outcome, OutgoingRequest, Verdict
 from auditrelay.log import Wakeups
-from auditrelay.model import BatchSettings, BreakerState, DeliveryState, Destination, StoredEvent
+from auditrelay.model import (
+    BatchSettings,
+    BreakerState,
+    DeliverySettings,
+    DeliveryState,
+    Destination,
+    StoredEvent,
+)
 from auditrelay.security import UnsafeUrl
 
 #: Retries come at once: the rules are under test here, not the schedule.
@@ -266,12 +274,14 @@ def test_a_stop_asked_mid_request_lets_it_finish_and_commits_what_was_accepted()
                 await release.wait()
             return ACCEPTED
 
-        # One read of five events, one request each: no commit comes before the read's end.
-        harness = Harness([event(n) for n in range(1, 6)], answer, destination(max_events=5))
+        # One read of five events, one request each, sent one at a time: each accepted
+        # request is committed at once, without waiting for the read's end.
+        dest = replace(destination(max_events=5), delivery=DeliverySettings(ordered=True))
+        harness = Harness([event(n) for n in range(1, 6)], answer, dest)
         task = asyncio.create_task(harness.loop.run())
         await asyncio.wait_for(on_wire.wait(), 5)
+        await until(lambda: harness.ledger.cursor_at == 2)
         harness.loop.request_stop()
-        assert harness.ledger.cursor_at == 0, "nothing committed yet"
         release.set()
         await asyncio.wait_for(task, 5)
         assert [ids(r) for r in harness.sender.sent] == [["event-1"], ["event-2"], ["event-3"]]
@@ -392,6 +402,186 @@ def test_a_hold_written_before_a_restart_goes_on_and_ends_at_its_time() -> None:
         assert [d.event_id for d in harness.ledger.dead_letters] == ["event-1"]
         assert harness.ledger.breaker_state == BreakerState(), (
             "event 2 accepted: the run of dead letters ended"
+        )
+
+    run(scenario)
+
+
+# -- the window -------------------------------------------------------------------------
+
+
+def windowed(max_in_flight: int = 50, batch_format: str = "none", max_events: int = 100) -> Destination:
+    return replace(
+        destination(batch_format, max_events), delivery=DeliverySettings(max_in_flight=max_in_flight)
+    )
+
+
+class Concurrency:
+    """Answers after `delay` seconds, counting how many requests are in flight at once."""
+
+    def __init__(self, delay: float = 0.005) -> None:
+        self.delay = delay
+        self.now = 0
+        self.most = 0
+
+    async def __call__(self, request: OutgoingRequest) -> Any:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await asyncio.sleep(self.delay)
+        finally:
+            self.now -= 1
+        return ACCEPTED
+
+
+def test_several_requests_are_in_flight_once_the_window_has_grown() -> None:
+    async def scenario() -> None:
+        answer = Concurrency()
+        harness = Harness([event(n) for n in range(1, 401)], answer, windowed(max_in_flight=20))
+        await harness.run_until(lambda: harness.ledger.cursor_at == 400)
+        assert 1 < answer.most <= 20, answer.most
+        assert sorted(ids(r)[0] for r in harness.sender.sent) == sorted(f"event-{n}" for n in range(1, 401))
+        assert harness.ledger.delivered_total == 400
+
+    run(scenario)
+
+
+def test_an_ordered_destination_has_one_request_in_flight_at_a_time() -> None:
+    async def scenario() -> None:
+        answer = Concurrency()
+        dest = replace(destination(), delivery=DeliverySettings(ordered=True))
+        harness = Harness([event(n) for n in range(1, 201)], answer, dest)
+        await harness.run_until(lambda: harness.ledger.cursor_at == 200)
+        assert answer.most == 1
+        assert [ids(r)[0] for r in harness.sender.sent] == [f"event-{n}" for n in range(1, 201)]
+
+    run(scenario)
+
+
+def test_the_cursor_passes_only_the_longest_run_of_accepted_requests() -> None:
+    async def scenario() -> None:
+        hold = asyncio.Event()
+
+        async def answer(request: OutgoingRequest) -> Any:
+            # Event 300 hangs until released (the window has grown by then); every other
+            # request is answered after a short round trip.
+            if ids(request) == ["event-300"]:
+                await hold.wait()
+            else:
+                await asyncio.sleep(0.002)
+            return ACCEPTED
+
+        harness = Harness([event(n) for n in range(1, 1001)], answer, windowed(max_in_flight=16))
+        task = asyncio.create_task(harness.loop.run())
+        await until(lambda: harness.ledger.cursor_at == 299)
+        await until(lambda: harness.loop.in_flight == 1)
+        await asyncio.sleep(0.05)  # the last commits land, and free the slots they held
+        sent = len(harness.sender.sent)
+        await asyncio.sleep(0.05)
+        assert harness.ledger.cursor_at == 299, "answers after event 300 do not move the cursor past it"
+        assert len(harness.sender.sent) == sent <= 299 + 16, "no more than the window is sent meanwhile"
+        assert sent > 301, "requests after the hanging one were sent and answered meanwhile"
+        hold.set()
+        await until(lambda: harness.ledger.cursor_at == 1000)
+        harness.loop.request_stop()
+        await asyncio.wait_for(task, 5)
+        assert harness.ledger.delivered_total == 1000
+        assert len(harness.sender.sent) == 1000, "nothing sent twice"
+
+    run(scenario)
+
+
+def test_a_crash_re_sends_at_most_the_requests_in_the_window() -> None:
+    async def scenario() -> None:
+        answer = Concurrency(0.003)
+        harness = Harness([event(n) for n in range(1, 3001)], answer, windowed(max_in_flight=16))
+        task = asyncio.create_task(harness.loop.run())
+        await until(lambda: harness.ledger.cursor_at > 500 and harness.loop.in_flight > 2)
+        task.cancel()  # as a SIGKILL would, at a random point: nothing more is answered
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        sent = {ids(r)[0] for r in harness.sender.sent}
+        committed = harness.ledger.cursor_at
+        re_sent = [n for n in range(committed + 1, 3001) if f"event-{n}" in sent]
+        assert 0 < len(re_sent) <= 16, "what a restart re-sends is within the window"
+
+    run(scenario)
+
+
+def test_a_403_for_one_event_of_a_batch_isolates_it_while_the_rest_is_accepted() -> None:
+    async def scenario() -> None:
+        waf = answered(Verdict(Outcome.UNAUTHORIZED, "HTTP 403: request blocked"), 403, b"blocked")
+        events = [event(n, poison=n == 5) for n in range(1, 9)]
+        harness = Harness(events, lambda r: waf if poisoned(r) else ACCEPTED, destination("json_array"))
+        await harness.run_until(lambda: harness.ledger.cursor_at == 8)
+        assert [d.event_id for d in harness.ledger.dead_letters] == ["event-5"]
+        accepted = sorted(i for r in harness.sender.sent if not poisoned(r) for i in ids(r))
+        assert accepted == sorted(f"event-{n}" for n in range(1, 9) if n != 5)
+        assert DeliveryState.UNAUTHORIZED not in {s for s, _ in harness.ledger.failures}
+        assert harness.ledger.dead_letters[0].http_status == 403
+
+    run(scenario)
+
+
+def test_a_403_for_one_event_is_a_content_refusal_once_later_events_are_accepted() -> None:
+    async def scenario() -> None:
+        waf = answered(Verdict(Outcome.UNAUTHORIZED, "HTTP 403: request blocked"), 403, b"blocked")
+
+        async def answer(request: OutgoingRequest) -> Any:
+            await asyncio.sleep(0.002)
+            return waf if poisoned(request) else ACCEPTED
+
+        # One event per request: the events sent after the refused one are the evidence.
+        events = [event(n, poison=n == 200) for n in range(1, 401)]
+        harness = Harness(events, answer, windowed(max_in_flight=16))
+        await harness.run_until(lambda: harness.ledger.cursor_at == 400)
+        assert [d.event_id for d in harness.ledger.dead_letters] == ["event-200"]
+        assert harness.ledger.delivered_total == 399
+        assert all("content is refused" in m for _, m in harness.ledger.failures), harness.ledger.failures
+
+    run(scenario)
+
+
+def test_a_destination_refusing_everything_with_403_is_unauthorized_and_loses_nothing() -> None:
+    async def scenario() -> None:
+        denied = answered(Verdict(Outcome.UNAUTHORIZED, "HTTP 403: invalid token"), 403)
+        harness = Harness([event(n) for n in range(1, 9)], lambda r: denied, destination("json_array"))
+        await harness.run_until(lambda: len(harness.ledger.failures) >= 3)
+        assert harness.ledger.dead_letters == []
+        assert harness.ledger.cursor_at == 0
+        assert harness.ledger.state is DeliveryState.UNAUTHORIZED
+
+    run(scenario)
+
+
+def test_requests_that_failed_while_the_destination_was_down_go_again_at_once_when_it_is_back() -> None:
+    async def scenario() -> None:
+        refused = answered(Verdict(Outcome.RETRY, "connection failed: refused"), None)
+        down = False
+        tries_of_250 = 0
+        refusals = 0
+
+        async def answer(request: OutgoingRequest) -> Any:
+            nonlocal down, tries_of_250, refusals
+            first_of_250 = False
+            if ids(request)[0] == "event-250":
+                tries_of_250 += 1
+                # Down from the first try of event 250 (which takes a while to fail, so the
+                # requests after it go out and fail meanwhile) until its retry.
+                down = first_of_250 = tries_of_250 == 1
+            was_down = down
+            await asyncio.sleep(0.03 if first_of_250 else 0.002)
+            refusals += was_down
+            return refused if was_down else ACCEPTED
+
+        # A backoff long enough that waiting it out once per failed request would show.
+        policy = replace(FAST, initial_seconds=0.2, max_seconds=0.2)
+        harness = Harness([event(n) for n in range(1, 601)], answer, windowed(max_in_flight=16), policy)
+        await harness.run_until(lambda: harness.ledger.cursor_at == 600)
+        assert harness.ledger.delivered_total == 600
+        assert refusals > 1, "requests in the window failed too while it was down"
+        assert len(harness.ledger.failures) == 1, (
+            "only the oldest waited out a backoff; the rest went at once"
         )
 
     run(scenario)

@@ -19,7 +19,14 @@ def test_new_destination_gets_only_later_events_field_by_field_in_order(
 ) -> None:
     earlier = in_ns(namespace)
     service.send(earlier)
-    add_destination(name="grist-like", kind="http", url=receiver.url + "/audit", namespaces=[namespace])
+    # Ordered: one request at a time, so the receiver sees them in log order.
+    add_destination(
+        name="grist-like",
+        kind="http",
+        url=receiver.url + "/audit",
+        namespaces=[namespace],
+        delivery={"ordered": True},
+    )
     later = [in_ns(namespace, action=f"document.step{i}") for i in range(10)]
     service.send(later[:4])
     service.send(later[4:])

@@ -1,10 +1,21 @@
 """The delivery loop of one destination: read after the cursor, filter, render, send, commit.
 
-The cursor moves only after the destination accepted everything up to it (or an event was
-set aside as a dead letter), so a crash at any point re-sends at most what was in flight
-since the last commit (at-least-once), in log order. Each loop is an asyncio task with its
-own sender (its own connection pool): a slow or hanging destination only ever awaits, it
-never holds up another loop.
+Several requests are in flight at once (`window.ConcurrencyWindow` decides how many, as
+Vector's adaptive request concurrency does), so a destination's rate does not hang on its
+round trip. Answers are handled in log order: the cursor moves to the end of the longest
+run of accepted requests, and is committed after every accepted request (the group commit
+of `ledger.CursorCommits` makes that cheap). A request keeps its slot in the window until
+the commit that covers it is durable, so a crash at any point re-sends at most the requests
+in the window (at-least-once, never a gap). A receiver may see the requests of one window
+out of order; a destination set `ordered` sends one at a time.
+
+The window is for the healthy path. When a request is not accepted, the loop stops sending
+new ones and handles that request alone, as before the window: it retries with backoff,
+splits a refused batch, sets a refused event aside as a dead letter. The requests after it
+keep their answers; once it is accepted, those that failed meanwhile are sent again at once.
+
+Each loop is an asyncio task with its own sender (its own connection pool): a slow or
+hanging destination only ever awaits, it never holds up another loop.
 
 The loop carries out decisions; it makes none of its own. What follows an attempt is
 `policy.decide`; what is written down is the `Ledger`'s; what goes on the wire is the
@@ -19,14 +30,17 @@ import contextlib
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import orjson
 
 from auditrelay.delivery.ledger import Ledger
 from auditrelay.delivery.policy import Action, Breaker, RetryPolicy, decide, retry_delay
 from auditrelay.delivery.sender import Attempt, Sender
+from auditrelay.delivery.window import ConcurrencyWindow
 from auditrelay.destinations import DestinationKind, EventFilter, Outcome, OutgoingRequest
 from auditrelay.log import Wakeups
 from auditrelay.metrics import DELIVERY_FAILURES, EVENTS_DEAD_LETTERED, EVENTS_DELIVERED
@@ -45,6 +59,25 @@ class EventSource(Protocol):
 
 class _Stopping(Exception):
     """Raised inside the loop once a stop was asked for, to unwind to the final commit."""
+
+
+@dataclass(eq=False)
+class _Ticket:
+    """One request of the live stream, from its first attempt until its commit is durable.
+
+    `through` is the cursor once it is done (for the last request of a read, the read's last
+    event, so the events the filters skipped are passed too). A read whose events the
+    filters all skip is a ticket without a request, done at once, holding no slot.
+    """
+
+    request: OutgoingRequest | None
+    through: int
+    task: asyncio.Task[Attempt] | None = None
+    #: When its (latest) first attempt started (monotonic).
+    sent_at: float = 0.0
+    #: Events of it delivered: counted once it is done.
+    delivered: int = 0
+    holds_slot: bool = field(default=False)
 
 
 class DeliveryLoop:
@@ -71,7 +104,8 @@ class DeliveryLoop:
         self._source = source
         self._wakeups = wakeups
         self._policy = policy
-        self._commit_interval = commit_interval
+        # Kept for the supervisor's signature; every accepted request is committed now.
+        del commit_interval
         self._resync_seconds = resync_seconds
         self._clock = clock
         #: Wall-clock seconds, for the breaker's hold (its start is kept across restarts).
@@ -82,12 +116,27 @@ class DeliveryLoop:
         self._read_bytes = kind.read_bytes(destination)
         self._breaker = Breaker(policy)
         self._failures = 0
+        self._window = self._new_window()
+        #: Sent, answer not handled yet, in log order.
+        self._sending: deque[_Ticket] = deque()
+        #: Done (accepted or set aside), waiting for the commit that covers them.
+        self._uncommitted: deque[_Ticket] = deque()
+        #: How far the log has been read (and rendered into tickets).
+        self._position = -1
+        #: The end of the longest run of done tickets, and the events they delivered.
+        self._accepted_through = -1
+        self._accepted_events = 0
         self._committed = -1
-        self._delivered_through = -1
-        self._delivered_uncommitted = 0
+        self._commit_task: asyncio.Task[None] | None = None
+        #: When the latest accepted request had started: evidence that the destination
+        #: takes requests sent after a refused one (a WAF refusing content, not credentials).
+        self._last_accepted_start = float("-inf")
+        #: Live events delivered by the parts of a request handled alone (a split).
+        self._split_delivered = 0
+        #: The request being handled alone, while it is (nothing after it may count as done).
+        self._troubled_ticket: _Ticket | None = None
         self._replay_delivered = 0
         self._next_replay_check = 0.0
-        self._last_commit = clock()
         self._stop = asyncio.Event()
         self._retry = asyncio.Event()
 
@@ -95,8 +144,17 @@ class DeliveryLoop:
     def version(self) -> int:
         return self.destination.version
 
+    @property
+    def in_flight(self) -> int:
+        """Requests sent whose answer has not come yet."""
+        return sum(1 for t in self._sending if t.task is not None and not t.task.done())
+
+    @property
+    def window_limit(self) -> int:
+        return self._window.limit
+
     def request_stop(self) -> None:
-        """Finish the request in flight, commit, and end (the supervisor bounds the wait)."""
+        """Finish the requests in flight, commit, and end (the supervisor bounds the wait)."""
         self._stop.set()
 
     def retry_now(self) -> None:
@@ -104,19 +162,27 @@ class DeliveryLoop:
         backoff over, and end the breaker's hold. A request in flight is not disturbed."""
         self._retry.set()
 
+    def _new_window(self) -> ConcurrencyWindow:
+        settings = self.destination.delivery
+        maximum = 1 if settings.ordered else settings.max_in_flight
+        return ConcurrencyWindow(maximum, now=self._clock())
+
     async def run(self) -> None:
         """Deliver until stopped; unexpected errors restart the loop after a pause."""
         while not self._stop.is_set():
             try:
                 await self._deliver_forever()
             except _Stopping:
+                await self._finish_in_flight()
                 await self._commit_partial()
                 return
             except asyncio.CancelledError:
+                self._cancel_in_flight()
                 await self._commit_partial()
                 raise
             except Exception as exc:  # a bug or a database outage must not end delivery for good
                 log.exception("delivery loop of destination %s failed; restarting", self.destination.id)
+                self._cancel_in_flight()
                 # Keep what the destination already accepted, or the restart re-sends it.
                 await self._commit_partial()
                 self._failures += 1
@@ -131,8 +197,12 @@ class DeliveryLoop:
         # asked meanwhile ended it in the store).
         cursor, breaker = await self._ledger.resume_point()
         self._breaker = Breaker(self._policy, breaker)
-        self._committed = self._delivered_through = cursor
-        self._delivered_uncommitted = 0
+        self._committed = self._accepted_through = self._position = cursor
+        self._accepted_events = 0
+        self._sending.clear()
+        self._uncommitted.clear()
+        self._troubled_ticket = None
+        self._window = self._new_window()
         flag = self._wakeups.subscribe()
         try:
             await self._check_destination()
@@ -140,9 +210,11 @@ class DeliveryLoop:
             while not self._stop.is_set():
                 flag.clear()
                 replaying = await self._replay_step()
-                batch = await self._source.read_after(cursor, self._read_limit, self._read_bytes)
+                batch = await self._source.read_after(self._position, self._read_limit, self._read_bytes)
                 if not batch:
-                    if not replaying:
+                    if self._sending:
+                        await self._await_progress(flag)
+                    elif not replaying:
                         await self._wait_for_events(flag)
                     continue
                 size = sum(len(e.body) for e in batch)
@@ -152,33 +224,210 @@ class DeliveryLoop:
                     batch += await self._source.read_after(
                         batch[-1].seq, self._read_limit - len(batch), self._read_bytes - size
                     )
-                await self._deliver_events([e for e in batch if self._filter.matches(e)], live=True)
-                cursor = batch[-1].seq
-                await self._commit(cursor)
+                await self._send_read(batch)
+            raise _Stopping
         finally:
             self._wakeups.unsubscribe(flag)
 
-    # -- sending ------------------------------------------------------------------------
+    # -- the window -----------------------------------------------------------------------
 
-    async def _deliver_events(self, events: Sequence[StoredEvent], live: bool) -> None:
+    async def _send_read(self, batch: Sequence[StoredEvent]) -> None:
+        """Turn one read into tickets, each sent as soon as the window has room."""
+        events = [e for e in batch if self._filter.matches(e)]
+        last = batch[-1].seq
+        self._position = last
+        requests = list(self.kind.requests(self.destination, events)) if events else []
+        if not requests:
+            self._sending.append(_Ticket(None, last))
+            await self._handle_answers()
+            return
+        for index, request in enumerate(requests):
+            while self._window.full:
+                if self._stop.is_set():
+                    raise _Stopping
+                await self._await_progress(None)
+            if self._stop.is_set():
+                raise _Stopping
+            through = last if index == len(requests) - 1 else request.events[-1].seq
+            ticket = _Ticket(request, through, holds_slot=True)
+            self._window.take()
+            self._launch(ticket)
+            self._sending.append(ticket)
+        await self._handle_answers()
+
+    def _launch(self, ticket: _Ticket) -> None:
+        assert ticket.request is not None
+        ticket.sent_at = self._clock()
+        ticket.task = asyncio.create_task(self._first_attempt(ticket.request, ticket.sent_at))
+
+    async def _first_attempt(self, request: OutgoingRequest, started: float) -> Attempt:
+        result = await self._sender(request)
+        self._observe(request, result, started, live=True)
+        return result
+
+    def _observe(self, request: OutgoingRequest, result: Attempt, started: float, live: bool) -> None:
+        """What every answer teaches: the window's round trips, the history, the evidence."""
+        now = self._clock()
+        delivered = result.delivered
+        self._window.record(now - started if delivered else None, result.outcome is Outcome.RETRY, now)
+        if delivered and live:
+            self._last_accepted_start = max(self._last_accepted_start, started)
+        self._note(request, result, live)
+
+    async def _await_progress(self, flag: asyncio.Event | None) -> None:
+        """Wait until the oldest request is answered, a commit frees slots, new events come
+        (`flag`) or a stop is asked; then handle the answers that are in."""
+        # asyncio.wait never cancels what it waits for: the request and the commit go on.
+        waiters: set[asyncio.Future[Any]] = set()
+        if self._sending and self._sending[0].task is not None:
+            waiters.add(self._sending[0].task)
+        if self._commit_task is not None and not self._commit_task.done():
+            waiters.add(self._commit_task)
+        own: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._stop.wait())]
+        if flag is not None:
+            own.append(asyncio.ensure_future(flag.wait()))
+        try:
+            await asyncio.wait(
+                waiters | set(own), timeout=self._resync_seconds, return_when="FIRST_COMPLETED"
+            )
+        finally:
+            for future in own:
+                future.cancel()
+        self._raise_commit_error()
+        await self._handle_answers()
+
+    async def _handle_answers(self) -> None:
+        """Handle the answers in, oldest first, up to the first still awaited."""
+        while self._sending:
+            ticket = self._sending[0]
+            if ticket.task is not None and not ticket.task.done():
+                return
+            self._sending.popleft()
+            if ticket.task is not None:
+                result = ticket.task.result()
+                assert ticket.request is not None
+                if result.delivered:
+                    await self._accepted(ticket.request, True)
+                    ticket.delivered += len(ticket.request.events)
+                else:
+                    await self._troubled(ticket, result)
+            self._done(ticket)
+
+    def _done(self, ticket: _Ticket) -> None:
+        """A ticket is accepted (or its refused events set aside): the cursor may pass it."""
+        self._accepted_through = ticket.through
+        self._accepted_events += ticket.delivered
+        if ticket.holds_slot:
+            self._uncommitted.append(ticket)
+        if self._commit_task is None or self._commit_task.done():
+            self._raise_commit_error()
+            self._commit_task = asyncio.create_task(self._commit_accepted())
+
+    async def _troubled(self, ticket: _Ticket, first: Attempt) -> None:
+        """The oldest request was not accepted: handle it alone, with the policy's rules."""
+        assert ticket.request is not None
+        self._troubled_ticket = ticket
+        # Commits of the requests before it land first: a failure written now must not be
+        # overwritten by a commit that marks the destination healthy.
+        await self._flush_commits()
+        if first.outcome is Outcome.UNAUTHORIZED and len(ticket.request.events) == 1:
+            await self._probe(ticket.sent_at)
+        self._split_delivered = 0
+        await self._deliver_request(ticket.request, True, first=first, since=ticket.sent_at)
+        ticket.delivered += self._split_delivered
+        self._split_delivered = 0
+        # It is through: requests after it that failed meanwhile (the destination was down
+        # for them too) go again at once, rather than each waiting out a backoff of its own.
+        for later in self._sending:
+            task = later.task
+            if task is not None and task.done() and not task.result().delivered:
+                self._launch(later)
+        self._troubled_ticket = None
+
+    async def _probe(self, since: float) -> None:
+        """A lone event refused with 401/403: are the credentials wrong, or is it this event
+        (a WAF refusing its content)? Unless a request sent after it was accepted already,
+        send the next request of the log now, as the next ticket (so it is not sent twice),
+        and wait for its answer: accepted means the credentials work. An ordered destination
+        sends nothing out of turn, and reads unauthorized."""
+        if self._last_accepted_start > since or self.destination.delivery.ordered:
+            return
+        probe = next((t for t in self._sending if t.task is not None), None)
+        if probe is None:
+            batch = await self._source.read_after(self._position, self._read_limit, self._read_bytes)
+            events = [e for e in batch if self._filter.matches(e)]
+            request = next(iter(self.kind.requests(self.destination, events)), None) if events else None
+            if request is None:
+                return
+            probe = _Ticket(request, request.events[-1].seq, holds_slot=True)
+            self._position = probe.through
+            self._window.take()
+            self._launch(probe)
+            self._sending.append(probe)
+        assert probe.task is not None
+        await asyncio.wait({probe.task})
+
+    async def _finish_in_flight(self) -> None:
+        """A stop: let the requests in flight be answered, and keep those accepted in a row
+        from the oldest (a request being retried keeps the rest from counting)."""
+        tasks = [t.task for t in self._sending if t.task is not None]
+        if tasks and self._troubled_ticket is None:
+            await asyncio.wait(tasks)
+            while self._sending:
+                ticket = self._sending[0]
+                task = ticket.task
+                if task is not None and (task.cancelled() or task.exception() or not task.result().delivered):
+                    break
+                self._sending.popleft()
+                if ticket.request is not None:
+                    EVENTS_DELIVERED.labels(self.destination.id).inc(len(ticket.request.events))
+                    ticket.delivered += len(ticket.request.events)
+                self._done(ticket)
+        self._cancel_in_flight()
+
+    def _cancel_in_flight(self) -> None:
+        for ticket in self._sending:
+            if ticket.task is not None:
+                ticket.task.cancel()
+        self._sending.clear()
+
+    # -- sending --------------------------------------------------------------------------
+
+    async def _deliver_events(self, events: Sequence[StoredEvent], live: bool, since: float) -> None:
+        """Send `events` one request after another, each until done."""
         for request in self.kind.requests(self.destination, events):
             if self._stop.is_set():
                 raise _Stopping
-            await self._deliver_request(request, live)
-            if live:
-                self._delivered_through = request.events[-1].seq
-                if self._clock() - self._last_commit > self._commit_interval:
-                    # A long batch of many requests: keep what is delivered, so a crash
-                    # re-sends at most about a second's worth.
-                    await self._commit(self._delivered_through)
+            await self._deliver_request(request, live, since=since)
 
-    async def _deliver_request(self, request: OutgoingRequest, live: bool) -> None:
-        """Send until accepted, carrying out what the policy decides after each attempt."""
+    async def _deliver_request(
+        self,
+        request: OutgoingRequest,
+        live: bool,
+        *,
+        first: Attempt | None = None,
+        since: float | None = None,
+    ) -> None:
+        """Send until accepted, carrying out what the policy decides after each attempt.
+
+        `first` is an attempt already made; `since` is when the request it is part of was
+        first sent (an acceptance of a request sent later shows that a 401/403 refuses this
+        content rather than the credentials). Live events delivered add to
+        `_split_delivered`."""
         rejections = 0
+        since = self._clock() if since is None else since
         while True:
-            result = await self._sender(request)
-            self._note(request, result, live)
-            held = result.outcome is Outcome.REJECTED and live and self._breaker.holds(self._wall())
+            if first is not None:
+                result, first = first, None
+            else:
+                started = self._clock()
+                result = await self._sender(request)
+                self._observe(request, result, started, live)
+            held = (
+                result.outcome in (Outcome.REJECTED, Outcome.UNAUTHORIZED)
+                and live
+                and self._breaker.holds(self._wall())
+            )
             decision = decide(
                 result.verdict,
                 events=len(request.events),
@@ -186,11 +435,14 @@ class DeliveryLoop:
                 failures=self._failures,
                 replay=not live,
                 held=held,
+                others_accepted=self._last_accepted_start > since,
                 policy=self._policy,
                 rng=self._rng,
             )
             if decision.action is Action.DONE:
                 await self._accepted(request, live)
+                if live:
+                    self._split_delivered += len(request.events)
                 return
             DELIVERY_FAILURES.labels(self.destination.id, result.outcome.value).inc()
             if decision.action is Action.SKIP:
@@ -200,15 +452,16 @@ class DeliveryLoop:
             if decision.action is Action.SPLIT:
                 # Find the refused events: each half is rendered and sent on its own.
                 half = len(request.events) // 2
-                await self._deliver_events(request.events[:half], live)
-                await self._deliver_events(request.events[half:], live)
+                await self._deliver_events(request.events[:half], live, since)
+                await self._deliver_events(request.events[half:], live, since)
                 return
             if decision.action is Action.DEAD_LETTER:
                 await self._dead_letter(request.events[0], rejections + 1, result)
                 return
-            if result.outcome is Outcome.REJECTED and not held:
+            if decision.counts_rejection:
                 rejections += 1
             self._failures += 1
+            self._window.fall_back()
             log.warning(
                 "destination %s (%s): %s; retry %d in %.1f s",
                 self.destination.name,
@@ -230,7 +483,6 @@ class DeliveryLoop:
     async def _accepted(self, request: OutgoingRequest, live: bool) -> None:
         if live:
             EVENTS_DELIVERED.labels(self.destination.id).inc(len(request.events))
-            self._delivered_uncommitted += len(request.events)
         else:
             self._replay_delivered += len(request.events)
         self._breaker.accepted()
@@ -255,13 +507,16 @@ class DeliveryLoop:
             attempts,
             result.verdict.message,
         )
-        delivered = self._delivered_uncommitted
+        # Everything before it is done (it is in the oldest request); commits in progress
+        # land first, so the cursor the dead letter writes is never overwritten by a lower one.
+        await self._flush_commits()
+        # Events of its request delivered before it (a split) count with it.
+        delivered = self._split_delivered
+        self._split_delivered = 0
         await self._ledger.dead_letter(
             event, event_id, attempts, result.status, error, delivered, self._breaker.state
         )
-        self._committed = self._delivered_through = event.seq
-        self._delivered_uncommitted = 0
-        self._last_commit = self._clock()
+        self._committed = max(self._committed, event.seq)
 
     def _note(self, request: OutgoingRequest, result: Attempt, live: bool) -> None:
         self._ledger.note(
@@ -296,7 +551,7 @@ class DeliveryLoop:
         chunk = [e for e in read if e.seq <= job.to_seq]
         self._replay_delivered = 0
         if chunk:
-            await self._deliver_events([e for e in chunk if self._filter.matches(e)], live=False)
+            await self._deliver_events([e for e in chunk if self._filter.matches(e)], False, self._clock())
         done = not chunk or chunk[-1].seq >= job.to_seq
         new_cursor = chunk[-1].seq if chunk else job.to_seq
         await self._ledger.replay_progress(job.id, new_cursor, self._replay_delivered, done)
@@ -364,27 +619,51 @@ class DeliveryLoop:
 
     # -- the ledger -----------------------------------------------------------------------
 
-    async def _commit(self, cursor: int) -> None:
-        delivered = self._delivered_uncommitted
-        # Taken as committed before the await: if a cancel lands while the ledger writes,
-        # `_commit_partial` must not add the same deliveries a second time.
-        self._committed = self._delivered_through = cursor
-        self._delivered_uncommitted = 0
-        self._last_commit = self._clock()
-        await self._ledger.commit(cursor, delivered)
+    async def _commit_accepted(self) -> None:
+        """Commit the done tickets until none is left; free their slots as each lands.
+
+        One commit at a time per loop: answers that come while one is written go in the
+        next, so a fast destination commits once per write, not once per request."""
+        while self._accepted_through > self._committed:
+            through, events = self._accepted_through, self._accepted_events
+            await self._ledger.commit(through, events)
+            self._accepted_events -= events
+            self._committed = through
+            self._free_committed()
+        # A dead letter may have committed past a ticket already.
+        self._free_committed()
+
+    def _free_committed(self) -> None:
+        freed = 0
+        while self._uncommitted and self._uncommitted[0].through <= self._committed:
+            self._uncommitted.popleft()
+            freed += 1
+        self._window.release(freed)
+
+    def _raise_commit_error(self) -> None:
+        task = self._commit_task
+        if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+            self._commit_task = None
+            raise task.exception()  # type: ignore[misc]
+
+    async def _flush_commits(self) -> None:
+        """Return once everything done so far is committed."""
+        while self._accepted_through > self._committed or (
+            self._commit_task is not None and not self._commit_task.done()
+        ):
+            if self._commit_task is None or self._commit_task.done():
+                self._raise_commit_error()
+                self._commit_task = asyncio.create_task(self._commit_accepted())
+            await asyncio.shield(self._commit_task)
+        self._raise_commit_error()
 
     async def _commit_partial(self) -> None:
-        """On stop or error, keep what was delivered of an unfinished batch."""
-        if self._delivered_through <= self._committed:
-            return
+        """On stop or error, keep what was delivered."""
         try:
-            await self._ledger.commit(self._delivered_through, self._delivered_uncommitted)
+            await self._flush_commits()
         except Exception:
             # Not fatal: at-least-once holds, the restart re-sends from the stored cursor.
             log.exception("could not commit the progress of destination %s", self.destination.id)
-            return
-        self._committed = self._delivered_through
-        self._delivered_uncommitted = 0
 
     async def _record_failure(
         self,

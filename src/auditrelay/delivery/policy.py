@@ -6,6 +6,9 @@ as in procrastinate's `retry.py`, so each can be tested without a network or a d
 - accepted (2xx): the request is done;
 - refused (a 4xx other than 401/403/408/429) during a replay: recorded, and the replay moves
   on: a replay never dead-letters, and never counts toward the live stream's breaker;
+- 401/403 of a batch, or of one event while requests sent after it were accepted: a
+  refusal of the content (a WAF in front of the SIEM), handled as the other 4xx; a lone
+  event refused with 401/403 while nothing else gets through is a credentials problem;
 - refused, several events: split the request in two to find the refused ones;
 - refused, one event, `rejections_before_dead_letter` times: set it aside as a dead letter;
 - refused while the breaker holds (too many dead letters in a row): wait and retry, `failing`;
@@ -74,6 +77,8 @@ class Decision:
     state: DeliveryState | None = None
     message: str = ""
     delay: float = 0.0
+    #: The retry follows a refusal of the request's content (it counts toward its dead letter).
+    counts_rejection: bool = False
 
 
 def decide(
@@ -85,18 +90,23 @@ def decide(
     replay: bool,
     held: bool,
     policy: RetryPolicy,
+    others_accepted: bool = False,
     rng: random.Random | None = None,
 ) -> Decision:
     """Decide what follows an attempt of a request of `events` events.
 
     `rejections` counts the refusals of this same request before this one, `failures` the
-    destination's consecutive failures before this one, `held` whether the breaker holds.
+    destination's consecutive failures before this one, `held` whether the breaker holds,
+    `others_accepted` whether a request sent after this one was first sent was accepted.
     """
     outcome = verdict.outcome
     if outcome is Outcome.DELIVERED:
         return Decision(Action.DONE)
     message = verdict.message
-    if outcome is Outcome.REJECTED:
+    content = outcome is Outcome.REJECTED or (
+        outcome is Outcome.UNAUTHORIZED and not replay and (events > 1 or others_accepted)
+    )
+    if content:
         if replay:
             return Decision(Action.SKIP, message=message)
         if held:
@@ -109,7 +119,14 @@ def decide(
         elif rejections + 1 >= policy.rejections_before_dead_letter:
             return Decision(Action.DEAD_LETTER, message=message)
         else:
-            message = f"event refused ({rejections + 1}/{policy.rejections_before_dead_letter}): {message}"
+            why = " (other events are accepted: this one's content is refused)" if others_accepted else ""
+            message = (
+                f"event refused ({rejections + 1}/{policy.rejections_before_dead_letter}){why}: {message}"
+            )
+            delay = retry_delay(Outcome.REJECTED, failures + 1, verdict.retry_after, policy, rng)
+            return Decision(Action.RETRY, DeliveryState.FAILING, message, delay, counts_rejection=True)
+        delay = retry_delay(Outcome.REJECTED, failures + 1, verdict.retry_after, policy, rng)
+        return Decision(Action.RETRY, DeliveryState.FAILING, message, delay)
     state = DeliveryState.UNAUTHORIZED if outcome is Outcome.UNAUTHORIZED else DeliveryState.FAILING
     delay = retry_delay(outcome, failures + 1, verdict.retry_after, policy, rng)
     return Decision(Action.RETRY, state=state, message=message, delay=delay)

@@ -9,9 +9,9 @@ import pydantic
 
 from auditrelay.destinations import kind_named
 from auditrelay.errors import FieldError, ValidationError
-from auditrelay.model import BatchSettings, Destination, Header
+from auditrelay.model import BatchSettings, DeliverySettings, Destination, Header
 from auditrelay.services.rendering import public_settings
-from auditrelay.services.schemas import BatchIn, HeaderIn
+from auditrelay.services.schemas import BatchIn, DeliveryIn, HeaderIn
 
 
 def merge_headers(given: list[HeaderIn], existing: dict[str, Header]) -> tuple[Header, ...]:
@@ -54,6 +54,16 @@ def batch_settings(kind: str, given: BatchIn | None, current: BatchSettings | No
         max_events=given.max_events or base.max_events,
         max_bytes=given.max_bytes or base.max_bytes,
         linger_ms=base.linger_ms if given.linger_ms is None else given.linger_ms,
+    )
+
+
+def delivery_settings(given: DeliveryIn | None, current: DeliverySettings | None) -> DeliverySettings:
+    base = current or DeliverySettings()
+    if given is None:
+        return base
+    return DeliverySettings(
+        ordered=base.ordered if given.ordered is None else given.ordered,
+        max_in_flight=base.max_in_flight if given.max_in_flight is None else given.max_in_flight,
     )
 
 

@@ -24,7 +24,7 @@ from auditrelay.log import Wakeups
 from auditrelay.model import Destination, StoredEvent
 from auditrelay.security import Principal, UnsafeUrl
 from auditrelay.services.audit import RequestContext, audit_event, summary
-from auditrelay.services.changes import batch_settings, diff, kind_options, merge_headers
+from auditrelay.services.changes import batch_settings, delivery_settings, diff, kind_options, merge_headers
 from auditrelay.services.rendering import render
 from auditrelay.services.schemas import DestinationCreate, DestinationPatch
 from auditrelay.store import (
@@ -97,6 +97,7 @@ class DestinationService:
             active=body.active,
             options=kind_options(body.kind, body.options),
             batch=batch_settings(body.kind, body.batch, None),
+            delivery=delivery_settings(body.delivery, None),
             version=1,
             created_at_ms=now,
             updated_at_ms=now,
@@ -294,4 +295,6 @@ def _patched(current: Destination, patch: DestinationPatch) -> Destination:
         changes["options"] = kind_options(kind, source or {})
     if "batch" in given or kind != current.kind:
         changes["batch"] = batch_settings(kind, patch.batch, current.batch if kind == current.kind else None)
+    if "delivery" in given:
+        changes["delivery"] = delivery_settings(patch.delivery, current.delivery)
     return replace(current, **changes, version=current.version + 1, updated_at_ms=int(time.time() * 1000))

@@ -41,6 +41,7 @@ def public_settings(d: Destination, secret_url: bool = False) -> dict[str, Any]:
             "max_bytes": d.batch.max_bytes,
             "linger_ms": d.batch.linger_ms,
         },
+        "delivery": {"ordered": d.delivery.ordered, "max_in_flight": d.delivery.max_in_flight},
     }
 
 

@@ -64,6 +64,16 @@ class BatchIn(BaseModel):
     linger_ms: int | None = Field(default=None, ge=0, le=10_000)
 
 
+class DeliveryIn(BaseModel):
+    """How requests go out; absent fields keep their current (or default) values."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: One request at a time, in log order (lower throughput to a distant destination).
+    ordered: bool | None = None
+    #: The most requests in flight at once; the adaptive window stays at or below it.
+    max_in_flight: int | None = Field(default=None, ge=1, le=500)
+
+
 def _check_headers(headers: list[HeaderIn] | None) -> list[HeaderIn] | None:
     if headers is None:
         return None
@@ -135,6 +145,7 @@ class DestinationCreate(_DestinationFields):
     org: str | None = Field(default=None, min_length=1, max_length=200)
     options: dict[str, object] = Field(default_factory=dict)
     batch: BatchIn | None = None
+    delivery: DeliveryIn | None = None
 
     _kind = field_validator("kind")(_check_kind)
 
@@ -172,6 +183,7 @@ class DestinationPatch(_DestinationFields):
     active: bool | None = None
     options: dict[str, object] | None = None
     batch: BatchIn | None = None
+    delivery: DeliveryIn | None = None
 
     _kind = field_validator("kind")(_check_kind)
     _token_text = field_validator("token")(DestinationCreate._token_text.__func__)  # type: ignore[attr-defined]

@@ -12,7 +12,14 @@ import orjson
 from sqlalchemy import Connection, delete, insert, select, update
 
 from auditrelay.errors import NotFound
-from auditrelay.model import BatchSettings, DeliveryState, Destination, DestinationVersion, Header
+from auditrelay.model import (
+    BatchSettings,
+    DeliverySettings,
+    DeliveryState,
+    Destination,
+    DestinationVersion,
+    Header,
+)
 from auditrelay.security import SecretBox
 from auditrelay.store.delivery_rows import mark_resumed
 from auditrelay.store.tables import (
@@ -116,6 +123,7 @@ class DestinationRows:
                 "max_bytes": d.batch.max_bytes,
                 "linger_ms": d.batch.linger_ms,
             },
+            "delivery": {"ordered": d.delivery.ordered, "max_in_flight": d.delivery.max_in_flight},
         }
         secrets = {
             "url": d.url,
@@ -159,6 +167,8 @@ class DestinationRows:
             active=bool(row["active"]),
             options=config.get("options", {}),
             batch=BatchSettings(**config["batch"]),
+            # Destinations saved before the window existed have no `delivery`: the defaults.
+            delivery=DeliverySettings(**config.get("delivery", {})),
             version=row["version"],
             created_at_ms=row["created_at_ms"],
             updated_at_ms=row["updated_at_ms"],
