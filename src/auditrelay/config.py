@@ -72,9 +72,6 @@ class Settings(BaseSettings):
     dead_letters_before_hold: int = Field(default=5, ge=1, le=1000)
     #: ...and the hold ends after this long, when dead-lettering resumes.
     breaker_hold_seconds: float = Field(default=600.0, gt=0)
-    #: Within a batch of many requests, a loop commits its cursor at least this often, so
-    #: a crash re-sends little.
-    commit_interval_seconds: float = Field(default=1.0, gt=0)
     create_initial_tokens: bool = True
 
     @model_validator(mode="after")

@@ -49,7 +49,12 @@ def test_a_poison_event_is_isolated_dead_lettered_and_the_stream_goes_on(
     hec = PickyHec()
     try:
         destination = add_destination(
-            name="picky", kind="splunk_hec", url=hec.url, token=hec.token, namespaces=[namespace]
+            name="picky",
+            kind="splunk_hec",
+            url=hec.url,
+            token=hec.token,
+            namespaces=[namespace],
+            delivery={"ordered": True},  # the marker below relies on log order
         )
         before = [in_ns(namespace) for _ in range(10)]
         poison = in_ns(namespace, details={"kind": "poison"})

@@ -18,7 +18,10 @@ def test_restart_mid_stream_delivers_every_event_in_order(fresh_service: Service
     fresh_service.synchronous = None
     service = fresh_service.start()
     receiver.answer_with(503, body=b"down for maintenance")
-    destination = service.add_destination(name="r", kind="http", url=receiver.url, event_types=["document.*"])
+    # Ordered: one request at a time, so log order holds at the receiver, across the restart.
+    destination = service.add_destination(
+        name="r", kind="http", url=receiver.url, event_types=["document.*"], delivery={"ordered": True}
+    )
     events = [make_event(action="document.update") for _ in range(60)]
     for start in range(0, 60, 20):
         service.send(events[start : start + 20])
@@ -54,11 +57,10 @@ def test_kill_9_during_delivery_loses_nothing(fresh_service: Service, receiver: 
         what="every event after kill -9",
     )
     received = [e["id"] for e in receiver.events()]
-    # At least once: duplicates only from the batch in flight (≤ 100 for per-event http).
+    # At least once: duplicates only from the requests in the window (at most 100, the
+    # default max_in_flight, of one event each).
     assert len(received) - len(set(received)) <= 100
-    # Order holds apart from the re-sent batch: first occurrences are in log order.
-    first_seen = list(dict.fromkeys(received))
-    assert first_seen == [e["id"] for e in events]
+    assert set(received) == {e["id"] for e in events}
 
 
 def test_sigterm_lets_the_request_in_flight_finish_and_commits_it(
@@ -78,8 +80,11 @@ def test_sigterm_lets_the_request_in_flight_finish_and_commits_it(
     marker = make_event(action="document.marker")
     service.send(marker)
     wait_until(lambda: marker in receiver.events(), timeout=20, what="the rest after restart")
-    # A graceful stop commits what was delivered: nothing is sent twice.
-    assert [e["id"] for e in receiver.events()] == [e["id"] for e in [*events, marker]]
+    wait_until(lambda: len(receiver.events()) >= 81, timeout=20, what="every event after restart")
+    # A graceful stop lets the requests in flight be answered and commits them: nothing is
+    # sent twice.
+    received = [e["id"] for e in receiver.events()]
+    assert sorted(received) == sorted(e["id"] for e in [*events, marker])
 
 
 def test_shutdown_is_not_held_up_by_a_hanging_destination(fresh_service: Service) -> None:

@@ -39,11 +39,10 @@ def test_every_process_takes_events_and_one_delivers_each_exactly_once(
     events = [in_ns(namespace) for _ in range(120)]
     for start in range(0, 120, 4):
         service.send(events[start : start + 4])
-    # In order: once a last marker event arrives, everything before it has.
-    marker = in_ns(namespace, action="marker.end")
-    service.send(marker)
-    wait_until(lambda: marker in receiver.events(), timeout=30, what="all 120 events and the marker")
-    assert [e["id"] for e in receiver.events()] == [e["id"] for e in [*events, marker]], "once each, in order"
+    sent = [e["id"] for e in events]
+    wait_until(lambda: set(sent) <= {e["id"] for e in receiver.events()}, timeout=30, what="all 120 events")
+    time.sleep(0.5)  # a duplicate would come now
+    assert sorted(e["id"] for e in receiver.events()) == sorted(sent), "once each"
     metrics = httpx.get(service.base_url + "/metrics").text
     ingested = re.search(r"^auditrelay_events_ingested_total (\S+)$", metrics, re.M)
     assert ingested and float(ingested.group(1)) >= 120, "counters add up over the processes"
@@ -151,7 +150,10 @@ def test_two_services_on_one_postgresql_database_deliver_each_event_once(
             (other.data_dir / name).write_text((one.data_dir / name).read_text())
         other.start()
         assert len(leaders(one)) + len(leaders(other)) == 1, "one delivery lock for the database"
-        one.add_destination(name="two", kind="http", url=receiver.url, namespaces=[namespace])
+        # Ordered: the marker below relies on log order.
+        one.add_destination(
+            name="two", kind="http", url=receiver.url, namespaces=[namespace], delivery={"ordered": True}
+        )
         events = [in_ns(namespace) for _ in range(40)]
         for n, start in enumerate(range(0, 40, 5)):
             (one if n % 2 else other).send(events[start : start + 5])

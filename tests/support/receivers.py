@@ -59,6 +59,8 @@ class Receiver:
     `delay(seconds)` sends every following answer that much later; `hold()` keeps every
     following request waiting, unanswered, until `release()`.
 
+    `most_concurrent` is the most requests it was answering at once (the sender's window).
+
     Recorded: `arrivals`, every request read in full, in arrival order, whatever its answer
     (a hanging or held one too); `requests`, those answered 2xx; `failed`, those answered
     otherwise. A hanging request is in `arrivals` only, with `given_up_at` set when the
@@ -74,6 +76,8 @@ class Receiver:
         self.closing = threading.Event()
         self._standing: Reply | str | None = None
         self._delay = 0.0
+        self._concurrent = 0
+        self.most_concurrent = 0
         self._open = threading.Event()
         self._open.set()
         receiver = self
@@ -92,7 +96,14 @@ class Receiver:
                 received = Received(
                     "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.time()
                 )
-                reply = receiver._reply_to(received, self.connection)
+                with receiver.lock:
+                    receiver._concurrent += 1
+                    receiver.most_concurrent = max(receiver.most_concurrent, receiver._concurrent)
+                try:
+                    reply = receiver._reply_to(received, self.connection)
+                finally:
+                    with receiver.lock:
+                        receiver._concurrent -= 1
                 if reply is None:  # left hanging, or held until the receiver closed: no answer
                     self.close_connection = True
                     return

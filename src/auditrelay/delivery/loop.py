@@ -91,7 +91,6 @@ class DeliveryLoop:
         wakeups: Wakeups,
         policy: RetryPolicy,
         *,
-        commit_interval: float = 1.0,
         resync_seconds: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
@@ -104,8 +103,6 @@ class DeliveryLoop:
         self._source = source
         self._wakeups = wakeups
         self._policy = policy
-        # Kept for the supervisor's signature; every accepted request is committed now.
-        del commit_interval
         self._resync_seconds = resync_seconds
         self._clock = clock
         #: Wall-clock seconds, for the breaker's hold (its start is kept across restarts).

@@ -65,8 +65,10 @@ class HttpSender:
     """The real sender of one destination: its own connection pool, kept alive between
     requests; use it with `async with`."""
 
-    def __init__(self, kind: DestinationKind, url: str, settings: Settings) -> None:
+    def __init__(self, kind: DestinationKind, url: str, settings: Settings, *, connections: int = 4) -> None:
         self._kind = kind
+        #: One connection per request in flight: the window's maximum.
+        self._connections = connections
         self._url = url
         self._allow_private = settings.allow_private_destinations
         self._connect_timeout = settings.connect_timeout_seconds
@@ -76,7 +78,9 @@ class HttpSender:
 
     async def __aenter__(self) -> HttpSender:
         # Made here, not in __init__: a sender never entered leaves no session to close.
-        self._client = new_client(self._connect_timeout, self._request_timeout, self._allow_private)
+        self._client = new_client(
+            self._connect_timeout, self._request_timeout, self._allow_private, self._connections
+        )
         return self
 
     async def __aexit__(
@@ -91,7 +95,9 @@ class HttpSender:
             raise RuntimeError("use the sender with `async with` before sending")
         if self._client.closed:
             # A loop that restarts after an internal error gets a fresh pool, not a dead one.
-            self._client = new_client(self._connect_timeout, self._request_timeout, self._allow_private)
+            self._client = new_client(
+                self._connect_timeout, self._request_timeout, self._allow_private, self._connections
+            )
         return await attempt(self._client, self._kind, request, self._total_timeout)
 
     async def check_destination(self) -> None:
@@ -105,7 +111,9 @@ async def check_url(url: str, allow_private: bool) -> None:
     await asyncio.to_thread(check_destination_url, url, allow_private)
 
 
-def new_client(connect_timeout: float, request_timeout: float, allow_private: bool) -> aiohttp.ClientSession:
+def new_client(
+    connect_timeout: float, request_timeout: float, allow_private: bool, connections: int = 4
+) -> aiohttp.ClientSession:
     """One client (one connection pool, kept alive) per destination; use it with `async with`.
 
     Unless `allow_private`, every address a host name resolves to is checked against the URL
@@ -114,7 +122,7 @@ def new_client(connect_timeout: float, request_timeout: float, allow_private: bo
     not checked here: `check_destination_url` refuses internal ones before any sending.
     """
     connector = aiohttp.TCPConnector(
-        limit=4,
+        limit=connections,
         keepalive_timeout=30,
         resolver=None if allow_private else GuardedResolver(),
     )

@@ -80,7 +80,9 @@ class DeliverySupervisor:
         if destination is None or not destination.active:
             return
         kind = kind_named(destination.kind)
-        sender = HttpSender(kind, destination.url, self._settings)
+        sender = HttpSender(
+            kind, destination.url, self._settings, connections=destination.delivery.max_in_flight
+        )
         loop = DeliveryLoop(
             destination,
             kind,
@@ -89,7 +91,6 @@ class DeliverySupervisor:
             self._tail,
             self._wakeups,
             self._policy,
-            commit_interval=self._settings.commit_interval_seconds,
             resync_seconds=self._settings.resync_seconds,
         )
         task = asyncio.create_task(_run_with(sender, loop), name=f"deliver-{destination_id}")
