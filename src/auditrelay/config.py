@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     dead_letters_before_hold: int = Field(default=5, ge=1, le=1000)
     #: ...and the hold ends after this long, when dead-lettering resumes.
     breaker_hold_seconds: float = Field(default=600.0, gt=0)
+    #: A request unanswered for this long turns its destination `slow` (shown, and an audit
+    #: event), long before it times out.
+    slow_request_seconds: float = Field(default=5.0, gt=0)
     create_initial_tokens: bool = True
 
     @model_validator(mode="after")

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from auditrelay.errors import FieldError, MalformedRequest, PayloadTooLarge, ValidationError
+from auditrelay.model import StateChange
 
 TOP_LEVEL_KEYS = ("id", "action", "actor", "context", "timestamp", "details", "entity", "target")
 ACTOR_TYPES = ("user", "service", "system", "anonymous")
@@ -315,3 +316,23 @@ def _json_type(value: Any) -> str:
     if isinstance(value, list):
         return "an array"
     return "an object"
+
+
+def health_event(
+    destination_id: str, name: str, kind: str, org: str | None, change: StateChange
+) -> ValidEvent:
+    """The audit event of a change of a destination's state (`audit_stream.destination.health`),
+    acted by auditrelay itself: streamed like any event, so other destinations (and the
+    panel) see a SIEM go down, come back, turn slow or get held."""
+    raw = {
+        "action": "audit_stream.destination.health",
+        "actor": {"type": "system", "name": "auditrelay"},
+        "details": {
+            "destination": {"id": destination_id, "name": name, "kind": kind},
+            "from": change.before.value,
+            "to": change.after.value,
+            "reason": change.reason[:2000],
+        },
+        "entity": {"type": "audit_stream_destination", "id": destination_id, "path": org or ""},
+    }
+    return validate_events([raw])[0]

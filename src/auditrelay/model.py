@@ -101,12 +101,35 @@ class DeliveryState(StrEnum):
     PENDING = "pending"
     #: The last attempt was accepted.
     HEALTHY = "healthy"
+    #: A request has been in flight, unanswered, for longer than the slow threshold.
+    SLOW = "slow"
     #: The last attempt failed in a way worth retrying (network, 5xx, 429, refusals).
     FAILING = "failing"
     #: 401/403: the credentials are wrong; retried slowly, never dropped.
     UNAUTHORIZED = "unauthorized"
+    #: The breaker holds the stream: too many events in a row were refused and set aside.
+    HELD = "held"
     #: Stopped by an admin; the cursor is kept.
     PAUSED = "paused"
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """A destination's state changed: written with the change, as an audit event
+    (`audit_stream.destination.health`)."""
+
+    before: DeliveryState
+    after: DeliveryState
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """The requests a destination has sent and not had answered, as last written."""
+
+    requests: int = 0
+    #: When the oldest of them was sent (wall-clock ms); None when none is in flight.
+    oldest_sent_at_ms: int | None = None
 
 
 class ReplayState(StrEnum):
@@ -130,6 +153,8 @@ class DeliveryStatus:
     #: stream is held (None: not held).
     dead_letters_in_a_row: int = 0
     held_since_ms: int | None = None
+    in_flight: int = 0
+    oldest_in_flight_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,3 +218,5 @@ class DestinationOverview:
     #: When the first event the destination still owes was stored; None when caught up.
     oldest_pending_ms: int | None = None
     dead_letters: int = 0
+    #: Events delivered over about the last minute (from the per-minute counts).
+    delivered_last_minute: float = 0.0

@@ -87,6 +87,7 @@ class Harness:
             Wakeups(),
             policy,
             resync_seconds=0.01,
+            slow_after=0.2,
             clock=clock,
             wall=wall,
         )
@@ -196,7 +197,7 @@ def test_after_n_dead_letters_in_a_row_the_stream_is_held_until_the_hold_ends() 
         await until(lambda: any("holding the stream" in m for _, m in harness.ledger.failures))
         # Two dead letters, then the third poison event is held, not set aside.
         assert [d.event_id for d in harness.ledger.dead_letters] == ["event-1", "event-2"]
-        assert harness.ledger.state is DeliveryState.FAILING
+        assert harness.ledger.state is DeliveryState.HELD
         assert harness.ledger.cursor_at == 2
         held_attempts = len(harness.sender.sent)
         await until(lambda: len(harness.sender.sent) >= held_attempts + 5)
@@ -583,5 +584,92 @@ def test_requests_that_failed_while_the_destination_was_down_go_again_at_once_wh
         assert len(harness.ledger.failures) == 1, (
             "only the oldest waited out a backoff; the rest went at once"
         )
+
+    run(scenario)
+
+
+# -- health -----------------------------------------------------------------------------
+
+
+def test_each_change_of_state_is_written_once_with_its_reason() -> None:
+    async def scenario() -> None:
+        down = answered(Verdict(Outcome.RETRY, "HTTP 503: down"), 503)
+        answers = iter([ACCEPTED, down, down])
+        source = ListSource([event(1)])
+        harness = Harness([], lambda r: next(answers, ACCEPTED), source=source)
+        task = asyncio.create_task(harness.loop.run())
+        await until(lambda: harness.ledger.cursor_at == 1)
+        source.events.append(event(2))
+        harness.loop._wakeups.notify()
+        await until(lambda: harness.ledger.cursor_at == 2)
+        harness.loop.request_stop()
+        await asyncio.wait_for(task, 5)
+        steps = [(c.before, c.after) for c in harness.ledger.changes]
+        assert steps == [
+            (DeliveryState.PENDING, DeliveryState.HEALTHY),
+            (DeliveryState.HEALTHY, DeliveryState.FAILING),
+            (DeliveryState.FAILING, DeliveryState.HEALTHY),
+        ]
+        assert "HTTP 503: down" in harness.ledger.changes[1].reason
+        assert "after 2 failed attempts" in harness.ledger.changes[2].reason
+
+    run(scenario)
+
+
+def test_a_request_unanswered_past_the_threshold_makes_the_destination_slow_until_it_is_answered() -> None:
+    async def scenario() -> None:
+        gate = asyncio.Event()
+
+        async def answer(request: OutgoingRequest) -> Any:
+            if ids(request) == ["event-2"]:
+                await gate.wait()
+            return ACCEPTED
+
+        harness = Harness([event(1), event(2)], answer)
+        task = asyncio.create_task(harness.loop.run())
+        await until(lambda: harness.ledger.state is DeliveryState.SLOW)
+        assert harness.ledger.cursor_at == 1
+        assert (
+            harness.ledger.in_flight.requests == 1 and harness.ledger.in_flight.oldest_sent_at_ms is not None
+        )
+        slow = harness.ledger.changes[-1]
+        assert (slow.before, slow.after) == (DeliveryState.HEALTHY, DeliveryState.SLOW)
+        assert "waited" in slow.reason
+        gate.set()
+        await until(lambda: harness.ledger.cursor_at == 2)
+        harness.loop.request_stop()
+        await asyncio.wait_for(task, 5)
+        assert harness.ledger.state is DeliveryState.HEALTHY
+        assert harness.ledger.changes[-1].after is DeliveryState.HEALTHY
+        assert harness.ledger.in_flight.requests == 0
+
+    run(scenario)
+
+
+def test_a_lone_403_is_probed_with_the_next_request_even_while_the_window_is_one() -> None:
+    async def scenario() -> None:
+        waf = answered(Verdict(Outcome.UNAUTHORIZED, "HTTP 403: request blocked"), 403, b"blocked")
+        # Credentials problems wait 30 s: only the probe's evidence gets this done in time.
+        policy = replace(FAST, unauthorized_seconds=30)
+        events = [event(n, poison=n == 2) for n in range(1, 6)]
+        harness = Harness(events, lambda r: waf if poisoned(r) else ACCEPTED, windowed(), policy)
+        await harness.run_until(lambda: harness.ledger.cursor_at == 5)
+        assert [d.event_id for d in harness.ledger.dead_letters] == ["event-2"]
+        assert harness.ledger.delivered_total == 4
+        assert len({ids(r)[0] for r in harness.sender.sent}) == 5 and len(harness.sender.sent) == 7
+        assert [ids(r)[0] for r in harness.sender.sent][:3] == ["event-1", "event-2", "event-3"]
+
+    run(scenario)
+
+
+def test_an_ordered_destination_never_probes_and_reads_unauthorized() -> None:
+    async def scenario() -> None:
+        waf = answered(Verdict(Outcome.UNAUTHORIZED, "HTTP 403: request blocked"), 403, b"blocked")
+        dest = replace(destination(), delivery=DeliverySettings(ordered=True))
+        events = [event(n, poison=n == 2) for n in range(1, 6)]
+        harness = Harness(events, lambda r: waf if poisoned(r) else ACCEPTED, dest)
+        await harness.run_until(lambda: len(harness.ledger.failures) >= 3)
+        assert {ids(r)[0] for r in harness.sender.sent} == {"event-1", "event-2"}, "nothing out of turn"
+        assert harness.ledger.state is DeliveryState.UNAUTHORIZED and harness.ledger.dead_letters == []
 
     run(scenario)

@@ -58,9 +58,9 @@ def test_a_replay_refusal_is_skipped_never_split_or_dead_lettered() -> None:
         )
 
 
-def test_while_held_a_refusal_is_retried_as_failing_with_the_reason() -> None:
+def test_while_held_a_refusal_is_retried_as_held_with_the_reason() -> None:
     held = decided(Outcome.REJECTED, held=True, events=8, rejections=9)
-    assert held.action is Action.RETRY and held.state is DeliveryState.FAILING
+    assert held.action is Action.RETRY and held.state is DeliveryState.HELD
     assert "holding the stream" in held.message
 
 

@@ -155,7 +155,14 @@ def test_test_endpoint_sends_one_event_and_reports_the_answer(
 def test_destination_changes_are_streamed_like_any_event(
     service: Service, add_destination: AddDestination, receiver: Receiver
 ) -> None:
-    watcher = add_destination(name="watcher", kind="http", url=receiver.url, event_types=["audit_stream.*"])
+    # Ordered: the order of the audit events is under test.
+    watcher = add_destination(
+        name="watcher",
+        kind="http",
+        url=receiver.url,
+        event_types=["audit_stream.*"],
+        delivery={"ordered": True},
+    )
     other = service.add_destination(
         name="other", kind="http", url=receiver.url + "/x", event_types=["none.*"]
     )

@@ -120,7 +120,7 @@ def test_a_destination_refusing_everything_holds_the_stream_instead_of_dead_lett
     service.send(events)
     status = wait_until(
         lambda: (
-            (s := service.destination(destination["id"])["status"])["state"] == "failing"
+            (s := service.destination(destination["id"])["status"])["state"] == "held"
             and "holding the stream" in (s["last_error"] or {}).get("message", "")
             and s
         ),

@@ -110,7 +110,7 @@ def test_a_destination_refusing_everything_with_403_reads_unauthorized_and_sets_
         timeout=30,
         what="the destination unauthorized",
     )
-    assert status["last_error"]["status"] == 403 and status["lag"] == 10
+    assert status["last_error"]["status"] == 403 and status["lag"] >= 10
     with service.admin() as client:
         letters = client.get(f"/api/v1/destinations/{destination['id']}/dead-letters").json()
     assert letters["total"] == 0, "a credentials problem sets nothing aside"

@@ -133,8 +133,10 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(request: Request) -> Response:
+        # Counters of every process, then the destinations' gauges from the database.
+        gauges = await request.app.state.destinations.gauges()
+        return Response(exposition() + gauges, media_type=CONTENT_TYPE_LATEST)
 
     return app
 

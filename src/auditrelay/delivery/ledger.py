@@ -25,7 +25,15 @@ import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from auditrelay.model import AttemptRecord, BreakerState, DeliveryState, ReplayJob, StoredEvent
+from auditrelay.model import (
+    AttemptRecord,
+    BreakerState,
+    DeliveryState,
+    InFlight,
+    ReplayJob,
+    StateChange,
+    StoredEvent,
+)
 from auditrelay.store import (
     ATTEMPT_HISTORY,
     Database,
@@ -35,8 +43,9 @@ from auditrelay.store import (
     pending_replay,
     read_status,
     record_failed_attempt,
+    record_recovered,
     record_replay_progress,
-    set_state,
+    record_slow,
 )
 
 log = logging.getLogger(__name__)
@@ -51,12 +60,25 @@ class Ledger(Protocol):
     def note(self, record: AttemptRecord) -> None:
         """Keep an attempt for the history; it is written with the next write."""
 
-    async def resume_point(self) -> tuple[int, BreakerState]:
+    async def resume_point(self) -> tuple[int, BreakerState, DeliveryState]:
         """Where a (re)starting loop stands: the committed cursor (every event up to it is
-        delivered or set aside) and the breaker's state as last written."""
+        delivered or set aside), the breaker's state and the destination's state as last
+        written."""
 
-    async def commit(self, cursor: int, delivered: int) -> None:
-        """Everything up to `cursor` is accepted; `delivered` more events reached it."""
+    async def commit(
+        self,
+        cursor: int,
+        delivered: int,
+        in_flight: InFlight | None = None,
+        change: StateChange | None = None,
+        still_slow: bool = False,
+    ) -> None:
+        """Everything up to `cursor` is accepted; `delivered` more events reached it;
+        `in_flight` is what the loop has in flight now; `change` the change of state the
+        commit makes (written with it as an audit event); `still_slow`: an older request
+        than those accepted is still past the slow threshold, so the state stays `slow`.
+
+        Every method taking a `change` writes it so, in the same transaction."""
 
     async def dead_letter(
         self,
@@ -67,6 +89,7 @@ class Ledger(Protocol):
         error: str,
         delivered: int,
         breaker: BreakerState,
+        change: StateChange | None = None,
     ) -> None:
         """Set `event` aside and move the cursor to it, in one transaction (a crash cannot
         dead-letter it twice); `delivered` events before it were accepted since the last
@@ -80,12 +103,17 @@ class Ledger(Protocol):
         failures: int,
         next_retry_ms: int,
         breaker: BreakerState | None = None,
+        in_flight: InFlight | None = None,
+        change: StateChange | None = None,
     ) -> None:
         """Record a failed attempt: the state, the last error, when the next try comes (and
         the breaker's state while it holds the stream)."""
 
-    async def recovered(self) -> None:
+    async def recovered(self, change: StateChange | None = None) -> None:
         """An attempt was accepted after failures: healthy again."""
+
+    async def slow(self, in_flight: InFlight, change: StateChange | None = None) -> None:
+        """A request has been in flight longer than the slow threshold."""
 
     async def pending_replay(self) -> ReplayJob | None:
         """The oldest replay job still to run for this destination, if any."""
@@ -101,6 +129,9 @@ class _Commit:
     delivered: int
     records: list[AttemptRecord]
     trim: bool
+    in_flight: InFlight | None
+    change: StateChange | None
+    still_slow: bool
     done: asyncio.Future[None] = field(repr=False)
 
 
@@ -113,11 +144,21 @@ class CursorCommits:
         self._task: asyncio.Task[None] | None = None
 
     async def commit(
-        self, destination_id: str, cursor: int, delivered: int, records: list[AttemptRecord], trim: bool
+        self,
+        destination_id: str,
+        cursor: int,
+        delivered: int,
+        records: list[AttemptRecord],
+        trim: bool,
+        in_flight: InFlight | None = None,
+        change: StateChange | None = None,
+        still_slow: bool = False,
     ) -> None:
         """Return once the cursor (and the delivered count and attempts) are durable."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Commit(destination_id, cursor, delivered, records, trim, done))
+        self._queue.append(
+            _Commit(destination_id, cursor, delivered, records, trim, in_flight, change, still_slow, done)
+        )
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._write_queued(), name="cursor-commits")
         await done
@@ -150,7 +191,12 @@ class CursorCommits:
 
 
 def _progress(group: list[_Commit]) -> list[Progress]:
-    return [Progress(c.destination_id, c.cursor, c.delivered, c.records, c.trim) for c in group]
+    return [
+        Progress(
+            c.destination_id, c.cursor, c.delivered, c.records, c.trim, c.in_flight, c.change, c.still_slow
+        )
+        for c in group
+    ]
 
 
 class StoreLedger:
@@ -175,16 +221,25 @@ class StoreLedger:
         self._writes += 1
         return records, self._writes % TRIM_EVERY == 0
 
-    async def resume_point(self) -> tuple[int, BreakerState]:
+    async def resume_point(self) -> tuple[int, BreakerState, DeliveryState]:
         status = await self._db.read(read_status, self._id)
         if status is None:
             raise LookupError(f"destination {self._id} has no status row")
-        return status.cursor, BreakerState(status.dead_letters_in_a_row, status.held_since_ms)
+        return status.cursor, BreakerState(status.dead_letters_in_a_row, status.held_since_ms), status.state
 
-    async def commit(self, cursor: int, delivered: int) -> None:
+    async def commit(
+        self,
+        cursor: int,
+        delivered: int,
+        in_flight: InFlight | None = None,
+        change: StateChange | None = None,
+        still_slow: bool = False,
+    ) -> None:
         records, trim = self._take()
         # Shielded: a stop that cancels the loop mid-commit must not cancel the write itself.
-        await asyncio.shield(self._commits.commit(self._id, cursor, delivered, records, trim))
+        await asyncio.shield(
+            self._commits.commit(self._id, cursor, delivered, records, trim, in_flight, change, still_slow)
+        )
 
     async def dead_letter(
         self,
@@ -195,6 +250,7 @@ class StoreLedger:
         error: str,
         delivered: int,
         breaker: BreakerState,
+        change: StateChange | None = None,
     ) -> None:
         records, trim = self._take()
         await self._db.write(
@@ -209,6 +265,7 @@ class StoreLedger:
             breaker,
             records,
             trim,
+            change,
         )
 
     async def failed(
@@ -219,6 +276,8 @@ class StoreLedger:
         failures: int,
         next_retry_ms: int,
         breaker: BreakerState | None = None,
+        in_flight: InFlight | None = None,
+        change: StateChange | None = None,
     ) -> None:
         records, trim = self._take()
         await self._db.write(
@@ -232,10 +291,15 @@ class StoreLedger:
             breaker,
             records,
             trim,
+            in_flight,
+            change,
         )
 
-    async def recovered(self) -> None:
-        await self._db.write(set_state, self._id, DeliveryState.HEALTHY)
+    async def recovered(self, change: StateChange | None = None) -> None:
+        await self._db.write(record_recovered, self._id, change)
+
+    async def slow(self, in_flight: InFlight, change: StateChange | None = None) -> None:
+        await self._db.write(record_slow, self._id, in_flight, change)
 
     async def pending_replay(self) -> ReplayJob | None:
         return await self._db.read(pending_replay, self._id)

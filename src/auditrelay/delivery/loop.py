@@ -44,7 +44,15 @@ from auditrelay.delivery.window import ConcurrencyWindow
 from auditrelay.destinations import DestinationKind, EventFilter, Outcome, OutgoingRequest
 from auditrelay.log import Wakeups
 from auditrelay.metrics import DELIVERY_FAILURES, EVENTS_DEAD_LETTERED, EVENTS_DELIVERED
-from auditrelay.model import AttemptRecord, BreakerState, DeliveryState, Destination, StoredEvent
+from auditrelay.model import (
+    AttemptRecord,
+    BreakerState,
+    DeliveryState,
+    Destination,
+    InFlight,
+    StateChange,
+    StoredEvent,
+)
 from auditrelay.security import UnsafeUrl
 
 log = logging.getLogger(__name__)
@@ -73,8 +81,9 @@ class _Ticket:
     request: OutgoingRequest | None
     through: int
     task: asyncio.Task[Attempt] | None = None
-    #: When its (latest) first attempt started (monotonic).
+    #: When its (latest) first attempt started (monotonic), and the same in wall-clock ms.
     sent_at: float = 0.0
+    sent_at_ms: int = 0
     #: Events of it delivered: counted once it is done.
     delivered: int = 0
     holds_slot: bool = field(default=False)
@@ -92,6 +101,7 @@ class DeliveryLoop:
         policy: RetryPolicy,
         *,
         resync_seconds: float = 2.0,
+        slow_after: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         rng: random.Random | None = None,
@@ -104,6 +114,10 @@ class DeliveryLoop:
         self._wakeups = wakeups
         self._policy = policy
         self._resync_seconds = resync_seconds
+        #: A request in flight longer than this turns the destination `slow`.
+        self._slow_after = slow_after
+        #: The state last written (each change is written with an audit event).
+        self._state = DeliveryState.PENDING
         self._clock = clock
         #: Wall-clock seconds, for the breaker's hold (its start is kept across restarts).
         self._wall = wall
@@ -116,6 +130,8 @@ class DeliveryLoop:
         self._window = self._new_window()
         #: Sent, answer not handled yet, in log order.
         self._sending: deque[_Ticket] = deque()
+        #: Rendered from the current read, not sent yet.
+        self._unsent: deque[_Ticket] = deque()
         #: Done (accepted or set aside), waiting for the commit that covers them.
         self._uncommitted: deque[_Ticket] = deque()
         #: How far the log has been read (and rendered into tickets).
@@ -192,11 +208,12 @@ class DeliveryLoop:
     async def _deliver_forever(self) -> None:
         # One read: the cursor, and the breaker (a hold goes on across restarts; a retry
         # asked meanwhile ended it in the store).
-        cursor, breaker = await self._ledger.resume_point()
+        cursor, breaker, self._state = await self._ledger.resume_point()
         self._breaker = Breaker(self._policy, breaker)
         self._committed = self._accepted_through = self._position = cursor
         self._accepted_events = 0
         self._sending.clear()
+        self._unsent.clear()
         self._uncommitted.clear()
         self._troubled_ticket = None
         self._window = self._new_window()
@@ -238,23 +255,31 @@ class DeliveryLoop:
             self._sending.append(_Ticket(None, last))
             await self._handle_answers()
             return
-        for index, request in enumerate(requests):
+        # Rendered, not sent yet: a probe (`_probe`) may take the next one out of turn.
+        self._unsent = deque(
+            _Ticket(r, last if i == len(requests) - 1 else r.events[-1].seq, holds_slot=True)
+            for i, r in enumerate(requests)
+        )
+        while self._unsent:
             while self._window.full:
                 if self._stop.is_set():
                     raise _Stopping
                 await self._await_progress(None)
             if self._stop.is_set():
                 raise _Stopping
-            through = last if index == len(requests) - 1 else request.events[-1].seq
-            ticket = _Ticket(request, through, holds_slot=True)
-            self._window.take()
-            self._launch(ticket)
-            self._sending.append(ticket)
+            if self._unsent:
+                self._send(self._unsent.popleft())
         await self._handle_answers()
+
+    def _send(self, ticket: _Ticket) -> None:
+        self._window.take()
+        self._launch(ticket)
+        self._sending.append(ticket)
 
     def _launch(self, ticket: _Ticket) -> None:
         assert ticket.request is not None
         ticket.sent_at = self._clock()
+        ticket.sent_at_ms = int(self._wall() * 1000)
         ticket.task = asyncio.create_task(self._first_attempt(ticket.request, ticket.sent_at))
 
     async def _first_attempt(self, request: OutgoingRequest, started: float) -> Attempt:
@@ -283,14 +308,17 @@ class DeliveryLoop:
         own: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._stop.wait())]
         if flag is not None:
             own.append(asyncio.ensure_future(flag.wait()))
+        timeout = self._resync_seconds
+        slow_in = self._slow_in()
+        if slow_in is not None and self._state in (DeliveryState.HEALTHY, DeliveryState.PENDING):
+            timeout = min(timeout, slow_in + 0.01)
         try:
-            await asyncio.wait(
-                waiters | set(own), timeout=self._resync_seconds, return_when="FIRST_COMPLETED"
-            )
+            await asyncio.wait(waiters | set(own), timeout=timeout, return_when="FIRST_COMPLETED")
         finally:
             for future in own:
                 future.cancel()
         self._raise_commit_error()
+        await self._note_slow()
         await self._handle_answers()
 
     async def _handle_answers(self) -> None:
@@ -350,6 +378,9 @@ class DeliveryLoop:
         if self._last_accepted_start > since or self.destination.delivery.ordered:
             return
         probe = next((t for t in self._sending if t.task is not None), None)
+        if probe is None and self._unsent:
+            probe = self._unsent.popleft()
+            self._send(probe)
         if probe is None:
             batch = await self._source.read_after(self._position, self._read_limit, self._read_bytes)
             events = [e for e in batch if self._filter.matches(e)]
@@ -358,9 +389,7 @@ class DeliveryLoop:
                 return
             probe = _Ticket(request, request.events[-1].seq, holds_slot=True)
             self._position = probe.through
-            self._window.take()
-            self._launch(probe)
-            self._sending.append(probe)
+            self._send(probe)
         assert probe.task is not None
         await asyncio.wait({probe.task})
 
@@ -484,8 +513,12 @@ class DeliveryLoop:
             self._replay_delivered += len(request.events)
         self._breaker.accepted()
         if self._failures:
-            self._failures = 0
-            await self._ledger.recovered()
+            failures, self._failures = self._failures, 0
+            change = self._change_to(
+                DeliveryState.HEALTHY, f"accepted again after {failures} failed attempts"
+            )
+            await self._ledger.recovered(change)
+            self._told(change)
 
     async def _dead_letter(self, event: StoredEvent, attempts: int, result: Attempt) -> None:
         event_id = str(orjson.loads(event.body).get("id", ""))
@@ -510,9 +543,11 @@ class DeliveryLoop:
         # Events of its request delivered before it (a split) count with it.
         delivered = self._split_delivered
         self._split_delivered = 0
+        change = self._change_to(DeliveryState.HEALTHY, "events accepted") if delivered else None
         await self._ledger.dead_letter(
-            event, event_id, attempts, result.status, error, delivered, self._breaker.state
+            event, event_id, attempts, result.status, error, delivered, self._breaker.state, change
         )
+        self._told(change)
         self._committed = max(self._committed, event.seq)
 
     def _note(self, request: OutgoingRequest, result: Attempt, live: bool) -> None:
@@ -623,7 +658,13 @@ class DeliveryLoop:
         next, so a fast destination commits once per write, not once per request."""
         while self._accepted_through > self._committed:
             through, events = self._accepted_through, self._accepted_events
-            await self._ledger.commit(through, events)
+            # Accepted answers end `slow` unless an older request is still past the threshold
+            # (a SIEM slow on every request would otherwise flap between the two).
+            still_slow = self._state is DeliveryState.SLOW and self._slow_in() == 0
+            healthy = DeliveryState.SLOW if still_slow else DeliveryState.HEALTHY
+            change = self._change_to(healthy, "events accepted") if events else None
+            await self._ledger.commit(through, events, self._in_flight_now(), change, still_slow)
+            self._told(change)
             self._accepted_events -= events
             self._committed = through
             self._free_committed()
@@ -671,4 +712,49 @@ class DeliveryLoop:
         breaker: BreakerState | None = None,
     ) -> None:
         next_retry = int((time.time() + delay) * 1000)
-        await self._ledger.failed(state, status, message, self._failures, next_retry, breaker)
+        change = self._change_to(state, message)
+        await self._ledger.failed(
+            state, status, message, self._failures, next_retry, breaker, self._in_flight_now(), change
+        )
+        self._told(change)
+
+    # -- health ---------------------------------------------------------------------------
+
+    def _change_to(self, state: DeliveryState, reason: str) -> StateChange | None:
+        """The change of state to write, if `state` is new (the caller writes it)."""
+        if state is self._state:
+            return None
+        change = StateChange(self._state, state, reason)
+        self._state = state
+        return change
+
+    def _told(self, change: StateChange | None) -> None:
+        """A change was written with its audit event: the loops deliver it now."""
+        if change is not None:
+            self._wakeups.notify()
+
+    def _in_flight_now(self) -> InFlight:
+        waiting = [t for t in self._sending if t.task is not None and not t.task.done()]
+        return InFlight(len(waiting), min((t.sent_at_ms for t in waiting), default=None))
+
+    def _slow_in(self) -> float | None:
+        """Seconds until the oldest request in flight turns slow (0: it is), or None."""
+        head = self._sending[0] if self._sending else None
+        if head is None or head.task is None or head.task.done():
+            return None
+        return max(0.0, head.sent_at + self._slow_after - self._clock())
+
+    async def _note_slow(self) -> None:
+        if self._state not in (DeliveryState.HEALTHY, DeliveryState.PENDING) or self._slow_in() != 0:
+            return
+        in_flight = self._in_flight_now()
+        waited = self._clock() - self._sending[0].sent_at
+        change = self._change_to(
+            DeliveryState.SLOW,
+            f"a request has waited {waited:.0f} s for an answer ({in_flight.requests} in flight)",
+        )
+        log.warning(
+            "destination %s (%s): %s", self.destination.name, self.destination.id, change and change.reason
+        )
+        await self._ledger.slow(in_flight, change)
+        self._told(change)

@@ -11,7 +11,7 @@ as in procrastinate's `retry.py`, so each can be tested without a network or a d
   event refused with 401/403 while nothing else gets through is a credentials problem;
 - refused, several events: split the request in two to find the refused ones;
 - refused, one event, `rejections_before_dead_letter` times: set it aside as a dead letter;
-- refused while the breaker holds (too many dead letters in a row): wait and retry, `failing`;
+- refused while the breaker holds (too many dead letters in a row): wait and retry, `held`;
 - anything else: wait (exponential backoff with jitter, `Retry-After` as a floor, slower for
   401/403) and send the same request again, `failing` or `unauthorized`.
 """
@@ -125,8 +125,9 @@ def decide(
             )
             delay = retry_delay(Outcome.REJECTED, failures + 1, verdict.retry_after, policy, rng)
             return Decision(Action.RETRY, DeliveryState.FAILING, message, delay, counts_rejection=True)
+        # Only a hold gets here: the breaker holds the stream.
         delay = retry_delay(Outcome.REJECTED, failures + 1, verdict.retry_after, policy, rng)
-        return Decision(Action.RETRY, DeliveryState.FAILING, message, delay)
+        return Decision(Action.RETRY, DeliveryState.HELD, message, delay)
     state = DeliveryState.UNAUTHORIZED if outcome is Outcome.UNAUTHORIZED else DeliveryState.FAILING
     delay = retry_delay(outcome, failures + 1, verdict.retry_after, policy, rng)
     return Decision(Action.RETRY, state=state, message=message, delay=delay)

@@ -56,8 +56,15 @@ class DeliverySupervisor:
                     # Stopping happens in the background: one hanging destination's grace
                     # period must not delay the start or stop of any other.
                     del self._loops[destination_id]
-                    # An edit lets the request in flight finish in full (it is not re-sent).
-                    grace = self._settings.request_timeout_seconds + self._settings.connect_timeout_seconds
+                    # An edit lets the requests in flight finish in full (they are not
+                    # re-sent); a pause or a delete takes effect at once, cutting them off
+                    # (a paused destination gets them again when it resumes).
+                    stopped = wanted is None or not wanted.active
+                    grace = (
+                        0.0
+                        if stopped and not task.done()
+                        else self._settings.request_timeout_seconds + self._settings.connect_timeout_seconds
+                    )
                     self._stopping[destination_id] = asyncio.create_task(
                         self._finish(destination_id, loop, task, grace), name=f"stop-{destination_id}"
                     )
@@ -92,6 +99,7 @@ class DeliverySupervisor:
             self._wakeups,
             self._policy,
             resync_seconds=self._settings.resync_seconds,
+            slow_after=self._settings.slow_request_seconds,
         )
         task = asyncio.create_task(_run_with(sender, loop), name=f"deliver-{destination_id}")
         self._loops[destination_id] = (loop, task)

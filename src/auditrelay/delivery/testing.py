@@ -18,7 +18,16 @@ from dataclasses import dataclass, field, replace
 from auditrelay.delivery.ledger import TRIM_EVERY
 from auditrelay.delivery.sender import Attempt
 from auditrelay.destinations import OutgoingRequest, Verdict
-from auditrelay.model import AttemptRecord, BreakerState, DeliveryState, ReplayJob, ReplayState, StoredEvent
+from auditrelay.model import (
+    AttemptRecord,
+    BreakerState,
+    DeliveryState,
+    InFlight,
+    ReplayJob,
+    ReplayState,
+    StateChange,
+    StoredEvent,
+)
 from auditrelay.security import UnsafeUrl
 from auditrelay.store import ATTEMPT_HISTORY
 
@@ -53,6 +62,9 @@ class InMemoryLedger:
     commits: list[int] = field(default_factory=list)
     #: Every state written by a failure, in order.
     failures: list[tuple[DeliveryState, str]] = field(default_factory=list)
+    #: Every change of state written (each an audit event in the store), in order.
+    changes: list[StateChange] = field(default_factory=list)
+    in_flight: InFlight = field(default_factory=InFlight)
     _noted: list[AttemptRecord] = field(default_factory=list)
     _writes: int = 0
     #: Set each time something is written: tests wait on it instead of sleeping.
@@ -72,18 +84,32 @@ class InMemoryLedger:
             del self.attempts[:-ATTEMPT_HISTORY]
         self.changed.set()
 
-    async def resume_point(self) -> tuple[int, BreakerState]:
-        return self.cursor_at, self.breaker_state
+    def _change(self, change: StateChange | None) -> None:
+        if change is not None:
+            self.changes.append(change)
 
-    async def commit(self, cursor: int, delivered: int) -> None:
+    async def resume_point(self) -> tuple[int, BreakerState, DeliveryState]:
+        return self.cursor_at, self.breaker_state, self.state
+
+    async def commit(
+        self,
+        cursor: int,
+        delivered: int,
+        in_flight: InFlight | None = None,
+        change: StateChange | None = None,
+        still_slow: bool = False,
+    ) -> None:
+        self._change(change)
         if cursor > self.cursor_at:  # strictly forward, as the store's update is
+            if in_flight is not None:
+                self.in_flight = in_flight
             self.cursor_at = cursor
             self.commits.append(cursor)
             if delivered:
                 self.delivered_total += delivered
                 self.last_success_at_ms = int(time.time() * 1000)
                 self.breaker_state = BreakerState()
-                self.state = DeliveryState.HEALTHY
+                self.state = DeliveryState.SLOW if still_slow else DeliveryState.HEALTHY
                 self.consecutive_failures = 0
                 self.next_retry_ms = None
         self._flush()
@@ -97,7 +123,9 @@ class InMemoryLedger:
         error: str,
         delivered: int,
         breaker: BreakerState,
+        change: StateChange | None = None,
     ) -> None:
+        self._change(change)
         letter = InMemoryDeadLetter(event.seq, event_id, event.body, attempts, http_status, error[:4000])
         self.dead_letters.append(letter)
         await self.commit(event.seq, delivered)
@@ -116,7 +144,12 @@ class InMemoryLedger:
         failures: int,
         next_retry_ms: int,
         breaker: BreakerState | None = None,
+        in_flight: InFlight | None = None,
+        change: StateChange | None = None,
     ) -> None:
+        self._change(change)
+        if in_flight is not None:
+            self.in_flight = in_flight
         if breaker is not None:
             self.breaker_state = breaker
         self.state = state
@@ -128,7 +161,14 @@ class InMemoryLedger:
         self.failures.append((state, message))
         self._flush()
 
-    async def recovered(self) -> None:
+    async def slow(self, in_flight: InFlight, change: StateChange | None = None) -> None:
+        self._change(change)
+        self.state = DeliveryState.SLOW
+        self.in_flight = in_flight
+        self.changed.set()
+
+    async def recovered(self, change: StateChange | None = None) -> None:
+        self._change(change)
         self.state = DeliveryState.HEALTHY
         self.consecutive_failures = 0
         self.next_retry_ms = None

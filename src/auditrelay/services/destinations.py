@@ -25,6 +25,7 @@ from auditrelay.model import Destination, StoredEvent
 from auditrelay.security import Principal, UnsafeUrl
 from auditrelay.services.audit import RequestContext, audit_event, summary
 from auditrelay.services.changes import batch_settings, delivery_settings, diff, kind_options, merge_headers
+from auditrelay.services.gauges import destination_gauges
 from auditrelay.services.rendering import render
 from auditrelay.services.schemas import DestinationCreate, DestinationPatch
 from auditrelay.store import (
@@ -66,6 +67,11 @@ class DestinationService:
     async def list(self, principal: Principal) -> list[dict[str, Any]]:
         views = await self._db.read(list_overviews, self._rows, principal.org)
         return [render(view) for view in views]
+
+    async def gauges(self) -> bytes:
+        """Every destination's gauges, for /metrics."""
+        views = await self._db.read(list_overviews, self._rows, None)
+        return destination_gauges(views)
 
     async def get(self, principal: Principal, destination_id: str) -> dict[str, Any]:
         view = await self._db.read(read_overview, self._rows, destination_id, principal.org)

@@ -87,6 +87,15 @@ def render(view: DestinationOverview) -> dict[str, Any]:
             "last_error": last_error,
             "consecutive_failures": status.consecutive_failures,
             "next_retry_at": iso_from_ms(status.next_retry_at_ms) if destination.active else None,
+            # As the delivering process last wrote them (with each commit, each failure,
+            # and when a request turns slow).
+            "in_flight": status.in_flight if destination.active else 0,
+            "oldest_in_flight_seconds": (
+                round(max(0.0, time.time() - status.oldest_in_flight_ms / 1000), 3)
+                if status.oldest_in_flight_ms is not None and status.in_flight and destination.active
+                else None
+            ),
+            "events_per_second": round(view.delivered_last_minute / 60, 2),
         }
     return body
 

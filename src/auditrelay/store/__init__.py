@@ -25,7 +25,9 @@ from auditrelay.store.ledger_rows import (
     commit_progress_group,
     dead_letter_event,
     record_failed_attempt,
+    record_recovered,
     record_replay_progress,
+    record_slow,
 )
 from auditrelay.store.locks import PostgresAdvisoryLock
 from auditrelay.store.migrate import upgrade_to_head
@@ -92,7 +94,9 @@ __all__ = [
     "read_overview",
     "read_status",
     "record_failed_attempt",
+    "record_recovered",
     "record_replay_progress",
+    "record_slow",
     "replay_jobs",
     "request_replay",
     "request_retry_now",

@@ -7,18 +7,34 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, case, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
+from auditrelay.events import health_event
 from auditrelay.model import (
     AttemptRecord,
     BreakerState,
     DeadLetter,
     DeliveryState,
     DeliveryStatus,
+    InFlight,
     ReplayJob,
     ReplayState,
+    StateChange,
 )
 from auditrelay.store.clock import now_ms
-from auditrelay.store.tables import dead_letters, delivery_attempts, destination_status, events, replays
+from auditrelay.store.event_log import append_events
+from auditrelay.store.tables import (
+    dead_letters,
+    delivery_attempts,
+    delivery_minutes,
+    destination_status,
+    destinations,
+    events,
+    replays,
+)
+
+#: The per-minute counts' bucket.
+MINUTE_MS = 60_000
 
 #: Attempts kept per destination; older ones are trimmed.
 ATTEMPT_HISTORY = 200
@@ -40,27 +56,115 @@ def read_statuses(conn: Connection) -> dict[str, DeliveryStatus]:
     return dict(_status(row._mapping) for row in conn.execute(select(destination_status)))
 
 
-def commit_progress(conn: Connection, destination_id: str, cursor: int, delivered: int) -> None:
-    """Move the cursor after the destination accepted everything up to it."""
+def commit_progress(
+    conn: Connection,
+    destination_id: str,
+    cursor: int,
+    delivered: int,
+    in_flight: InFlight | None = None,
+    still_slow: bool = False,
+) -> None:
+    """Move the cursor after the destination accepted everything up to it (and write what
+    the loop has in flight now, when given)."""
     values: dict[str, Any] = {"cursor": cursor}
+    if in_flight is not None:
+        values.update(in_flight=in_flight.requests, oldest_in_flight_ms=in_flight.oldest_sent_at_ms)
     if delivered:
         # Only an accepted delivery proves the destination healthy again.
         values.update(
             delivered_total=destination_status.c.delivered_total + delivered,
             last_success_at_ms=now_ms(),
-            state=DeliveryState.HEALTHY,
+            state=_unless_paused(DeliveryState.SLOW if still_slow else DeliveryState.HEALTHY),
             consecutive_failures=0,
             next_retry_at_ms=None,
             # An accepted event ends a run of dead letters, and any hold.
             dead_letters_in_a_row=0,
             held_since_ms=None,
         )
-    conn.execute(
+    result = conn.execute(
         update(destination_status)
         # Strictly forward: committing the same position twice must not count twice.
         .where(destination_status.c.destination_id == destination_id, destination_status.c.cursor < cursor)
         .values(**values)
     )
+    if delivered and result.rowcount:
+        count_delivered(conn, destination_id, delivered)
+
+
+def count_delivered(conn: Connection, destination_id: str, events: int, at_ms: int | None = None) -> None:
+    """Add `events` to the destination's count of the current minute."""
+    minute = (now_ms() if at_ms is None else at_ms) // MINUTE_MS * MINUTE_MS
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(delivery_minutes).values(
+        destination_id=destination_id, minute_ms=minute, events=events
+    )
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[delivery_minutes.c.destination_id, delivery_minutes.c.minute_ms],
+            set_={"events": delivery_minutes.c.events + statement.excluded.events},
+        )
+    )
+
+
+def delivered_last_minute(conn: Connection, destination_id: str, at_ms: int | None = None) -> float:
+    """About how many events were delivered over the last 60 s: this minute's count, and the
+    share of the previous minute's that falls within the last 60 s (a sliding window)."""
+    now = now_ms() if at_ms is None else at_ms
+    minute = now // MINUTE_MS * MINUTE_MS
+    rows = dict(
+        conn.execute(
+            select(delivery_minutes.c.minute_ms, delivery_minutes.c.events).where(
+                delivery_minutes.c.destination_id == destination_id,
+                delivery_minutes.c.minute_ms >= minute - MINUTE_MS,
+            )
+        ).all()
+    )
+    elapsed = (now - minute) / MINUTE_MS
+    return float(rows.get(minute, 0)) + float(rows.get(minute - MINUTE_MS, 0)) * (1 - elapsed)
+
+
+def delivered_per_minute(conn: Connection, destination_id: str, since_ms: int) -> list[tuple[int, int]]:
+    """(minute start, events) since `since_ms`, oldest first, minutes with none left out."""
+    rows = conn.execute(
+        select(delivery_minutes.c.minute_ms, delivery_minutes.c.events)
+        .where(delivery_minutes.c.destination_id == destination_id, delivery_minutes.c.minute_ms >= since_ms)
+        .order_by(delivery_minutes.c.minute_ms)
+    )
+    return [(int(m), int(e)) for m, e in rows]
+
+
+def trim_delivery_minutes(conn: Connection, before_ms: int) -> int:
+    """Drop the per-minute counts older than `before_ms`; how many rows went."""
+    return (
+        conn.execute(delete(delivery_minutes).where(delivery_minutes.c.minute_ms < before_ms)).rowcount or 0
+    )
+
+
+def note_slow(conn: Connection, destination_id: str, in_flight: InFlight) -> None:
+    """A request has been in flight for longer than the slow threshold."""
+    conn.execute(
+        update(destination_status)
+        .where(destination_status.c.destination_id == destination_id)
+        .values(
+            state=_unless_paused(DeliveryState.SLOW),
+            in_flight=in_flight.requests,
+            oldest_in_flight_ms=in_flight.oldest_sent_at_ms,
+        )
+    )
+
+
+def note_state_change(conn: Connection, destination_id: str, change: StateChange) -> None:
+    """Store the audit event of a change of a destination's state, in the transaction that
+    writes the change (so it is never lost, nor written for a change that was not)."""
+    row = conn.execute(
+        select(destinations.c.name, destinations.c.org, destinations.c.kind, destination_status.c.state)
+        .join(destination_status, destination_status.c.destination_id == destinations.c.id)
+        .where(destinations.c.id == destination_id)
+    ).first()
+    if row is None or row.state == DeliveryState.PAUSED:
+        return  # deleted or paused meanwhile: the loop's last words change nothing
+    event = health_event(destination_id, row.name, row.kind, row.org, change)
+    append_events(conn, [event], row.org)
 
 
 def record_failure(
@@ -71,17 +175,22 @@ def record_failure(
     message: str,
     failures: int,
     next_retry_at_ms: int | None,
+    in_flight: InFlight | None = None,
 ) -> None:
+    values: dict[str, Any] = {}
+    if in_flight is not None:
+        values.update(in_flight=in_flight.requests, oldest_in_flight_ms=in_flight.oldest_sent_at_ms)
     conn.execute(
         update(destination_status)
         .where(destination_status.c.destination_id == destination_id)
         .values(
-            state=state,
+            state=_unless_paused(state),
             last_error_at_ms=now_ms(),
             last_error_status=http_status,
             last_error_message=message[:2000],
             consecutive_failures=failures,
             next_retry_at_ms=next_retry_at_ms,
+            **values,
         )
     )
 
@@ -115,9 +224,21 @@ def mark_resumed(conn: Connection, destination_id: str) -> None:
     )
 
 
+def _unless_paused(state: DeliveryState) -> Any:
+    """`state`, unless an admin paused the destination meanwhile: a loop's last write as it
+    stops must not make a paused destination read healthy or failing."""
+    return case(
+        (destination_status.c.state == DeliveryState.PAUSED.value, DeliveryState.PAUSED.value),
+        else_=state.value,
+    )
+
+
 def set_state(conn: Connection, destination_id: str, state: DeliveryState) -> None:
     """Set the state; back to healthy also clears the failure count and retry time."""
-    values: dict[str, Any] = {"state": state, "next_retry_at_ms": None}
+    values: dict[str, Any] = {
+        "state": state if state is DeliveryState.PAUSED else _unless_paused(state),
+        "next_retry_at_ms": None,
+    }
     if state is DeliveryState.HEALTHY:
         values["consecutive_failures"] = 0
     conn.execute(

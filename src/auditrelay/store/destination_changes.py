@@ -35,6 +35,7 @@ def _overview(
         head,
         oldest_pending_ms=delivery_rows.oldest_pending_received_at(conn, status.cursor),
         dead_letters=delivery_rows.count_dead_letters(conn, destination.id),
+        delivered_last_minute=delivery_rows.delivered_last_minute(conn, destination.id),
     )
 
 

@@ -8,14 +8,17 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from auditrelay.model import AttemptRecord, BreakerState, DeliveryState, StoredEvent
+from auditrelay.model import AttemptRecord, BreakerState, DeliveryState, InFlight, StateChange, StoredEvent
 from auditrelay.store.delivery_rows import (
     add_dead_letter,
     advance_replay,
     commit_progress,
     note_set_aside,
+    note_slow,
+    note_state_change,
     record_attempts,
     record_failure,
+    set_state,
     write_breaker,
 )
 
@@ -29,14 +32,24 @@ class Progress:
     delivered: int
     records: Sequence[AttemptRecord]
     trim: bool
+    #: What the loop has in flight as it commits.
+    in_flight: InFlight | None = None
+    #: The change of state this commit makes (to healthy), if any.
+    change: StateChange | None = None
+    #: An older request is still past the slow threshold: the state stays `slow`.
+    still_slow: bool = False
 
 
 def commit_progress_group(conn: Connection, group: Sequence[Progress]) -> None:
     """Several loops' commits in one transaction (the ledger's group commit)."""
     # One order for every transaction: no lock-order deadlocks between them.
     for item in sorted(group, key=lambda c: c.destination_id):
-        commit_progress(conn, item.destination_id, item.cursor, item.delivered)
+        commit_progress(
+            conn, item.destination_id, item.cursor, item.delivered, item.in_flight, item.still_slow
+        )
         record_attempts(conn, item.destination_id, item.records, trim=item.trim)
+        if item.change is not None:
+            note_state_change(conn, item.destination_id, item.change)
 
 
 def dead_letter_event(
@@ -51,6 +64,7 @@ def dead_letter_event(
     breaker: BreakerState,
     records: list[AttemptRecord],
     trim: bool,
+    change: StateChange | None = None,
 ) -> None:
     """Set an event aside and move the cursor to it, with the attempts since the last write
     and the breaker's new count."""
@@ -68,6 +82,8 @@ def dead_letter_event(
     )
     write_breaker(conn, destination_id, breaker)
     record_attempts(conn, destination_id, records, trim=trim)
+    if change is not None:
+        note_state_change(conn, destination_id, change)
 
 
 def record_failed_attempt(
@@ -81,13 +97,33 @@ def record_failed_attempt(
     breaker: BreakerState | None,
     records: list[AttemptRecord],
     trim: bool,
+    in_flight: InFlight | None = None,
+    change: StateChange | None = None,
 ) -> None:
     """A failed attempt's state and error, with the attempts since the last write (and the
     breaker's state when a hold starts or goes on)."""
-    record_failure(conn, destination_id, state, http_status, message, failures, next_retry_ms)
+    record_failure(conn, destination_id, state, http_status, message, failures, next_retry_ms, in_flight)
     if breaker is not None:
         write_breaker(conn, destination_id, breaker)
     record_attempts(conn, destination_id, records, trim=trim)
+    if change is not None:
+        note_state_change(conn, destination_id, change)
+
+
+def record_recovered(conn: Connection, destination_id: str, change: StateChange | None) -> None:
+    """An attempt was accepted after failures: healthy again."""
+    set_state(conn, destination_id, DeliveryState.HEALTHY)
+    if change is not None:
+        note_state_change(conn, destination_id, change)
+
+
+def record_slow(
+    conn: Connection, destination_id: str, in_flight: InFlight, change: StateChange | None
+) -> None:
+    """A request has been in flight longer than the slow threshold."""
+    note_slow(conn, destination_id, in_flight)
+    if change is not None:
+        note_state_change(conn, destination_id, change)
 
 
 def record_replay_progress(

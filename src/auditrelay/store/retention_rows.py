@@ -16,7 +16,7 @@ from sqlalchemy import Connection, delete, func, select
 
 from auditrelay.config import Settings
 from auditrelay.store.database import Database
-from auditrelay.store.delivery_rows import OPEN_REPLAY_STATES
+from auditrelay.store.delivery_rows import OPEN_REPLAY_STATES, trim_delivery_minutes
 from auditrelay.store.tables import destination_status, events, replays
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,10 @@ class PurgePlan:
 
     through: int | None
     held_back_by_cursor: int | None
+
+
+#: How long the per-minute delivery counts are kept (the admin panel charts hours of them).
+MINUTES_KEPT_HOURS = 48
 
 
 def plan_purge(conn: Connection, now_ms: int, retention_days: float, hard_max_days: float) -> PurgePlan:
@@ -66,6 +70,8 @@ def delete_chunk(conn: Connection, through: int) -> int:
 
 def purge(db: Database, settings: Settings) -> int:
     """One retention pass, in short transactions (blocking); how many events were removed."""
+    with db.writing() as conn:
+        trim_delivery_minutes(conn, int(time.time() * 1000) - MINUTES_KEPT_HOURS * 3_600_000)
     with db.reading() as conn:
         plan = plan_purge(
             conn, int(time.time() * 1000), settings.retention_days, settings.retention_hard_max_days

@@ -105,6 +105,26 @@ destination_status = Table(
     #: the stream is held (wall-clock ms); kept across restarts.
     Column("dead_letters_in_a_row", Integer, nullable=False, server_default="0"),
     Column("held_since_ms", BigInteger, nullable=True),
+    #: Requests sent and not answered yet, and when the oldest was sent (wall-clock ms), as
+    #: the delivering process last wrote them (with each commit, and when one turns slow).
+    Column("in_flight", Integer, nullable=False, server_default="0"),
+    Column("oldest_in_flight_ms", BigInteger, nullable=True),
+)
+
+#: Events delivered per destination and minute: the rate over the last minute, and the
+#: history the admin panel charts. Kept for `MINUTES_KEPT_HOURS`.
+delivery_minutes = Table(
+    "delivery_minutes",
+    metadata,
+    Column(
+        "destination_id",
+        String(36),
+        ForeignKey("destinations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    #: The minute's start, in wall-clock ms.
+    Column("minute_ms", BigInteger, primary_key=True),
+    Column("events", BigInteger, nullable=False),
 )
 
 #: Events a destination refused on their own, again and again: set aside so the stream
