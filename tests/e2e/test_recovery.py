@@ -321,13 +321,19 @@ def seq_of(service: Service, event_id: str) -> int:
 
 
 def audit_events_of(service: Service, destination_id: str) -> list[dict[str, Any]]:
-    """The audit events (`audit_stream.*`) about one destination, in log order."""
+    """The admins' audit events (`audit_stream.*`) about one destination, in log order (the
+    delivery's own `health` events left out)."""
     found, after = [], 0
     while True:
         page = get(service, f"/api/v1/events?action=audit_stream.*&after={after}&limit=1000")
         if not page["events"]:
             return found
-        found += [i["event"] for i in page["events"] if i["event"]["entity"]["id"] == destination_id]
+        found += [
+            i["event"]
+            for i in page["events"]
+            if i["event"]["entity"]["id"] == destination_id
+            and i["event"]["action"] != "audit_stream.destination.health"
+        ]
         after = page["next_after"]
 
 
