@@ -44,6 +44,20 @@ class ValidEvent:
     entity_path: str | None
     occurred_at_ms: int
     body: bytes
+    #: False when the sender gave no timestamp and the time of receipt was filled in.
+    timestamp_given: bool = True
+
+    def differs_from(self, stored: bytes) -> bool:
+        """True when `stored` (the body of an event with this id) is another event, not the
+        same one sent again. A re-sent event without a timestamp gets a new time of receipt,
+        so the timestamp is then left out of the comparison."""
+        if stored == self.body:
+            return False
+        mine, theirs = orjson.loads(self.body), orjson.loads(stored)
+        if not self.timestamp_given:
+            mine.pop("timestamp", None)
+            theirs.pop("timestamp", None)
+        return bool(mine != theirs)
 
 
 def event_schema() -> dict[str, Any]:
@@ -178,6 +192,7 @@ def _validate_one(item: Any, index: int, received: datetime, errors: list[FieldE
         entity_path=entity_path,
         occurred_at_ms=occurred_ms,
         body=orjson.dumps(normalised),
+        timestamp_given=item.get("timestamp") is not None,
     )
 
 

@@ -11,6 +11,9 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_lat
 
 EVENTS_INGESTED = Counter("auditrelay_events_ingested_total", "Events stored in the log")
 EVENTS_DUPLICATE = Counter("auditrelay_events_duplicate_total", "Events re-sent with an id already stored")
+EVENTS_CONFLICTING = Counter(
+    "auditrelay_events_conflicting_total", "Events re-sent with an id already stored but another body"
+)
 EVENTS_DELIVERED = Counter(
     "auditrelay_events_delivered_total", "Events accepted by a destination", ["destination"]
 )

@@ -29,6 +29,11 @@ class AppendResult:
     stored: int
     duplicates: int
     head: int
+    #: Ids of events not stored because the log holds one with that id (sent before, or
+    #: earlier in the same batch), in batch order.
+    already_stored: tuple[str, ...] = ()
+    #: Of those, the ids whose stored event differs from the one sent now (it is kept).
+    conflicts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
