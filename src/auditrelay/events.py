@@ -333,6 +333,26 @@ def _json_type(value: Any) -> str:
     return "an object"
 
 
+def retention_loss_event(
+    destination_id: str, name: str, kind: str, org: str | None, events: int, from_seq: int, to_seq: int
+) -> ValidEvent:
+    """The audit event of events removed by retention's hard maximum before a destination had
+    them (`audit_stream.destination.retention_loss`): a gap in what it received, told."""
+    raw = {
+        "action": "audit_stream.destination.retention_loss",
+        "actor": {"type": "system", "name": "auditrelay"},
+        "details": {
+            "destination": {"id": destination_id, "name": name, "kind": kind},
+            "events": events,
+            "from_seq": from_seq,
+            "to_seq": to_seq,
+            "reason": "older than the retention hard maximum (AUDITRELAY_RETENTION_HARD_MAX_DAYS)",
+        },
+        "entity": {"type": "audit_stream_destination", "id": destination_id, "path": org or ""},
+    }
+    return validate_events([raw])[0]
+
+
 def health_event(
     destination_id: str, name: str, kind: str, org: str | None, change: StateChange
 ) -> ValidEvent:

@@ -20,6 +20,11 @@ EVENTS_DELIVERED = Counter(
 DELIVERY_FAILURES = Counter(
     "auditrelay_delivery_failures_total", "Failed delivery attempts", ["destination", "outcome"]
 )
+EVENTS_LOST_TO_RETENTION = Counter(
+    "auditrelay_events_lost_to_retention_total",
+    "Events retention's hard maximum removed before the destination had them",
+    ["destination"],
+)
 EVENTS_DEAD_LETTERED = Counter(
     "auditrelay_events_dead_lettered_total",
     "Events set aside after a destination refused them",

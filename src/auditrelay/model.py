@@ -160,6 +160,12 @@ class DeliveryStatus:
     held_since_ms: int | None = None
     in_flight: int = 0
     oldest_in_flight_ms: int | None = None
+    #: Events retention removed before the destination had them (in all), and the latest
+    #: such removal's range and time.
+    lost_to_retention: int = 0
+    lost_from_seq: int | None = None
+    lost_to_seq: int | None = None
+    lost_at_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
