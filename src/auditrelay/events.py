@@ -44,6 +44,20 @@ class ValidEvent:
     entity_path: str | None
     occurred_at_ms: int
     body: bytes
+    #: False when the sender gave no timestamp and the time of receipt was filled in.
+    timestamp_given: bool = True
+
+    def differs_from(self, stored: bytes) -> bool:
+        """True when `stored` (the body of an event with this id) is another event, not the
+        same one sent again. A re-sent event without a timestamp gets a new time of receipt,
+        so the timestamp is then left out of the comparison."""
+        if stored == self.body:
+            return False
+        mine, theirs = orjson.loads(self.body), orjson.loads(stored)
+        if not self.timestamp_given:
+            mine.pop("timestamp", None)
+            theirs.pop("timestamp", None)
+        return bool(mine != theirs)
 
 
 def event_schema() -> dict[str, Any]:
@@ -178,6 +192,7 @@ def _validate_one(item: Any, index: int, received: datetime, errors: list[FieldE
         entity_path=entity_path,
         occurred_at_ms=occurred_ms,
         body=orjson.dumps(normalised),
+        timestamp_given=item.get("timestamp") is not None,
     )
 
 
@@ -316,6 +331,26 @@ def _json_type(value: Any) -> str:
     if isinstance(value, list):
         return "an array"
     return "an object"
+
+
+def retention_loss_event(
+    destination_id: str, name: str, kind: str, org: str | None, events: int, from_seq: int, to_seq: int
+) -> ValidEvent:
+    """The audit event of events removed by retention's hard maximum before a destination had
+    them (`audit_stream.destination.retention_loss`): a gap in what it received, told."""
+    raw = {
+        "action": "audit_stream.destination.retention_loss",
+        "actor": {"type": "system", "name": "auditrelay"},
+        "details": {
+            "destination": {"id": destination_id, "name": name, "kind": kind},
+            "events": events,
+            "from_seq": from_seq,
+            "to_seq": to_seq,
+            "reason": "older than the retention hard maximum (AUDITRELAY_RETENTION_HARD_MAX_DAYS)",
+        },
+        "entity": {"type": "audit_stream_destination", "id": destination_id, "path": org or ""},
+    }
+    return validate_events([raw])[0]
 
 
 def health_event(

@@ -11,11 +11,19 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_lat
 
 EVENTS_INGESTED = Counter("auditrelay_events_ingested_total", "Events stored in the log")
 EVENTS_DUPLICATE = Counter("auditrelay_events_duplicate_total", "Events re-sent with an id already stored")
+EVENTS_CONFLICTING = Counter(
+    "auditrelay_events_conflicting_total", "Events re-sent with an id already stored but another body"
+)
 EVENTS_DELIVERED = Counter(
     "auditrelay_events_delivered_total", "Events accepted by a destination", ["destination"]
 )
 DELIVERY_FAILURES = Counter(
     "auditrelay_delivery_failures_total", "Failed delivery attempts", ["destination", "outcome"]
+)
+EVENTS_LOST_TO_RETENTION = Counter(
+    "auditrelay_events_lost_to_retention_total",
+    "Events retention's hard maximum removed before the destination had them",
+    ["destination"],
 )
 EVENTS_DEAD_LETTERED = Counter(
     "auditrelay_events_dead_lettered_total",

@@ -29,6 +29,11 @@ class AppendResult:
     stored: int
     duplicates: int
     head: int
+    #: Ids of events not stored because the log holds one with that id (sent before, or
+    #: earlier in the same batch), in batch order.
+    already_stored: tuple[str, ...] = ()
+    #: Of those, the ids whose stored event differs from the one sent now (it is kept).
+    conflicts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +160,12 @@ class DeliveryStatus:
     held_since_ms: int | None = None
     in_flight: int = 0
     oldest_in_flight_ms: int | None = None
+    #: Events retention removed before the destination had them (in all), and the latest
+    #: such removal's range and time.
+    lost_to_retention: int = 0
+    lost_from_seq: int | None = None
+    lost_to_seq: int | None = None
+    lost_at_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,10 @@ to bad input are checked in-process, in tests/api/test_ingest_validation.py."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import re
+import time
 import uuid
 
 import httpx
@@ -30,7 +33,7 @@ def test_one_event_is_stored_and_answered_202_with_its_id(service: Service) -> N
     before = head(service)
     event = make_event()
     result = service.send(event)
-    assert result == {"accepted": 1, "ids": [event["id"]]}
+    assert result == {"accepted": 1, "stored": 1, "ids": [event["id"]], "already_stored": []}
     stored = browse(service, after=before)["events"]
     assert [item["event"] for item in stored] == [event]
 
@@ -73,9 +76,95 @@ def test_resent_id_is_accepted_again_and_stored_once(service: Service) -> None:
     event = make_event()
     service.send(event)
     again = service.send([event, event, make_event()])
-    assert again["accepted"] == 3
+    assert again["accepted"] == 3 and again["stored"] == 1
+    assert again["already_stored"] == [event["id"], event["id"]], "both copies were stored before"
+    assert "conflicts" not in again, "the same event sent again is no conflict"
     ids = stored_ids(service, before)
     assert ids.count(event["id"]) == 1 and len(ids) == 2
+
+
+def test_a_resent_event_without_a_timestamp_is_the_same_event_not_a_conflict(service: Service) -> None:
+    event = make_event()
+    del event["timestamp"]
+    service.send(event)
+    time.sleep(0.01)  # a later time of receipt
+    again = service.send(event)
+    assert again["already_stored"] == [event["id"]] and "conflicts" not in again
+
+
+def test_an_id_resent_with_another_body_is_reported_as_a_conflict_and_the_stored_event_kept(
+    service: Service,
+) -> None:
+    before = head(service)
+    event = make_event(action="document.create")
+    service.send(event)
+    changed = {**event, "action": "document.delete"}
+    fresh = make_event()
+    answer = service.send([fresh, changed])
+    assert answer["stored"] == 1 and answer["already_stored"] == [event["id"]]
+    assert answer["conflicts"] == [
+        {
+            "id": event["id"],
+            "index": 1,
+            "message": "an event with this id is already stored, with a different body; "
+            "the stored event is kept and this one was not stored",
+        }
+    ]
+    stored = [item["event"] for item in browse(service, after=before)["events"]]
+    assert stored == [event, fresh], "the first body is kept"
+    metrics = httpx.get(service.base_url + "/metrics").text
+    assert re.search(r"^auditrelay_events_conflicting_total [1-9]", metrics, re.M)
+
+
+def test_a_gzip_body_is_inflated_and_stored(service: Service) -> None:
+    before = head(service)
+    batch = [make_event() for _ in range(20)]
+    with service.ingest() as client:
+        response = client.post(
+            "/api/v1/events",
+            content=gzip.compress(json.dumps(batch).encode()),
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+    assert response.status_code == 202, response.text
+    assert stored_ids(service, before) == [e["id"] for e in batch]
+
+
+def test_gzip_that_inflates_past_the_request_limit_is_413_and_stores_nothing(service: Service) -> None:
+    before = head(service)
+    # 64 MiB of spaces after an event: a few KB compressed, far past the 5 MiB limit inflated.
+    bomb = gzip.compress(json.dumps(make_event()).encode() + b" " * (64 * 1024 * 1024))
+    assert len(bomb) < 200_000
+    with service.ingest() as client:
+        response = client.post(
+            "/api/v1/events",
+            content=bomb,
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+    assert response.status_code == 413, response.text
+    assert "inflates past" in response.json()["detail"]
+    assert head(service) == before
+
+
+def test_broken_gzip_is_400_and_another_encoding_is_415(service: Service) -> None:
+    with service.ingest() as client:
+        broken = client.post(
+            "/api/v1/events",
+            content=gzip.compress(json.dumps(make_event()).encode())[:-12],
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+        brotli = client.post(
+            "/api/v1/events",
+            content=b"\x1b\x00",
+            headers={"Content-Type": "application/json", "Content-Encoding": "br"},
+        )
+        not_gzip = client.post(
+            "/api/v1/events",
+            content=json.dumps(make_event()).encode(),
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+    assert broken.status_code == 400 and "gzip" in broken.json()["detail"], broken.text
+    assert not_gzip.status_code == 400 and "not valid gzip" in not_gzip.json()["detail"], not_gzip.text
+    assert brotli.status_code == 415 and "'br'" in brotli.json()["detail"], brotli.text
 
 
 def test_schema_is_served_and_equals_the_file_in_the_repo(service: Service) -> None:

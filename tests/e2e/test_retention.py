@@ -3,7 +3,10 @@ unless they pass the hard maximum."""
 
 from __future__ import annotations
 
+import re
 import time
+
+import httpx
 
 from tests.support import Receiver, Service, make_event, wait_until
 
@@ -81,12 +84,35 @@ def test_the_hard_maximum_wins_over_a_destination_that_never_catches_up(
     set_paused(service, destination["id"], True)
     events = [make_event() for _ in range(3)]
     service.send(events)
+    # A day ahead (here: at once, the hard maximum being 2 s), the status warns.
+    warned = service.destination(destination["id"])["status"]
+    assert warned["retention_warning"] and "will be removed" in warned["retention_warning"], warned
     wait_until(lambda: not ({e["id"] for e in events} & stored_ids(service)), timeout=10, what="hard purge")
+    # The loss is never silent: counted on the status, with its range, and an audit event.
+    status = wait_until(
+        lambda: (s := service.destination(destination["id"])["status"])["lost_to_retention"] and s,
+        what="the loss on the status",
+    )
+    lost = status["lost_to_retention"]
+    assert lost["events"] >= 3 and lost["from_seq"] <= lost["to_seq"] and lost["at"]
+    assert status["lag"] <= 2, "the cursor passed the gap"
+    assert "had not received" in service.log(whole=True)
+    metrics = httpx.get(service.base_url + "/metrics").text
+    assert re.search(
+        rf'^auditrelay_events_lost_to_retention_total{{destination="{destination["id"]}"}} [1-9]',
+        metrics,
+        re.M,
+    )
     # What remains after the purge still flows once the destination resumes.
     later = make_event()
     set_paused(service, destination["id"], False)
     service.send(later)
     wait_until(lambda: any(e["id"] == later["id"] for e in receiver.events()), what="later event")
+    told = [e for e in receiver.events() if e["action"] == "audit_stream.destination.retention_loss"]
+    assert told and told[0]["details"]["destination"]["id"] == destination["id"], (
+        "the gap is told in the stream"
+    )
+    assert told[0]["details"]["events"] >= 1
 
 
 def test_hard_maximum_below_retention_is_refused_at_start(fresh_service: Service) -> None:

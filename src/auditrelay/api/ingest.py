@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from typing import Annotated
 
 import orjson
@@ -9,9 +10,9 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from auditrelay.api.auth import require_ingest
-from auditrelay.errors import MalformedRequest, PayloadTooLarge
+from auditrelay.errors import MalformedRequest, PayloadTooLarge, UnsupportedMediaType
 from auditrelay.events import event_schema, parse_body, validate_events
-from auditrelay.metrics import EVENTS_DUPLICATE, EVENTS_INGESTED
+from auditrelay.metrics import EVENTS_CONFLICTING, EVENTS_DUPLICATE, EVENTS_INGESTED
 from auditrelay.security import Principal
 from auditrelay.store import store_events
 
@@ -35,12 +36,38 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(chunks)
 
 
+def decode_body(raw: bytes, encoding: str | None, limit: int) -> bytes:
+    """The body as sent before any `Content-Encoding`: gzip is inflated, to at most `limit`
+    bytes (a small body must not inflate to gigabytes); other encodings are refused."""
+    coding = (encoding or "identity").strip().lower()
+    if coding == "identity":
+        return raw
+    if coding not in ("gzip", "x-gzip"):
+        raise UnsupportedMediaType(f"Content-Encoding {coding!r} is not accepted; send gzip or no encoding")
+    out = bytearray()
+    rest = raw
+    try:
+        while rest:  # several gzip members one after another make one stream (RFC 1952)
+            inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            out += inflater.decompress(rest, limit + 1 - len(out))
+            if len(out) > limit or inflater.unconsumed_tail:
+                raise PayloadTooLarge(f"the body inflates past {limit} bytes, the most accepted")
+            if not inflater.eof:
+                raise MalformedRequest("the gzip body is cut short")
+            rest = inflater.unused_data
+    except zlib.error as exc:
+        raise MalformedRequest(f"the body is not valid gzip: {exc}") from exc
+    return bytes(out)
+
+
 @router.post(
     "/api/v1/events",
     status_code=202,
     summary="Send audit events",
-    description="One event object, a JSON array of events, or NDJSON (Content-Type: application/x-ndjson). "
-    "All-or-nothing: one invalid event rejects the request (422) and nothing is stored.",
+    description="One event object, a JSON array of events, or NDJSON (Content-Type: application/x-ndjson), "
+    "optionally gzip-encoded (Content-Encoding: gzip). All-or-nothing: one invalid event rejects the "
+    "request (422) and nothing is stored. The answer lists the ids already stored (sent before) and, "
+    "among them, those whose stored event differs from the one sent (`conflicts`: the stored one is kept).",
 )
 async def ingest_events(
     request: Request, principal: Annotated[Principal, Depends(require_ingest)]
@@ -48,6 +75,7 @@ async def ingest_events(
     state = request.app.state
     settings = state.settings
     raw = await read_body(request, settings.max_request_bytes)
+    raw = decode_body(raw, request.headers.get("content-encoding"), settings.max_request_bytes)
     items = parse_body(raw, request.headers.get("content-type"), settings.max_events_per_request)
     events = validate_events(items, max_event_bytes=settings.max_event_bytes)
 
@@ -55,7 +83,27 @@ async def ingest_events(
     state.wakeups.notify()
     EVENTS_INGESTED.inc(result.stored)
     EVENTS_DUPLICATE.inc(result.duplicates)
-    body = {"accepted": len(events), "ids": [e.id for e in events]}
+    EVENTS_CONFLICTING.inc(len(result.conflicts))
+    body: dict[str, object] = {
+        "accepted": len(events),
+        "stored": result.stored,
+        "ids": [e.id for e in events],
+        "already_stored": list(result.already_stored),
+    }
+    if result.conflicts:
+        index: dict[str, list[int]] = {}
+        for position, event in enumerate(events):
+            index.setdefault(event.id, []).append(position)
+        body["conflicts"] = [
+            {
+                "id": event_id,
+                # The position of the re-sent copy (not the first, if it was sent twice here).
+                "index": index[event_id][-1],
+                "message": "an event with this id is already stored, with a different body; "
+                "the stored event is kept and this one was not stored",
+            }
+            for event_id in dict.fromkeys(result.conflicts)
+        ]
     return Response(orjson.dumps(body), status_code=202, media_type="application/json")
 
 

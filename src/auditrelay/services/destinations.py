@@ -66,7 +66,7 @@ class DestinationService:
 
     async def list(self, principal: Principal) -> list[dict[str, Any]]:
         views = await self._db.read(list_overviews, self._rows, principal.org)
-        return [render(view) for view in views]
+        return [render(view, self._settings.retention_hard_max_days) for view in views]
 
     async def gauges(self) -> bytes:
         """Every destination's gauges, for /metrics."""
@@ -75,7 +75,7 @@ class DestinationService:
 
     async def get(self, principal: Principal, destination_id: str) -> dict[str, Any]:
         view = await self._db.read(read_overview, self._rows, destination_id, principal.org)
-        return render(view)
+        return render(view, self._settings.retention_hard_max_days)
 
     async def load_visible(self, principal: Principal, destination_id: str) -> Destination:
         """The destination with its secrets open, if `principal` may see it (else NotFound)."""
@@ -115,7 +115,7 @@ class DestinationService:
 
         view = await self._db.write(create_destination, self._rows, destination, audit)
         self._changed()
-        return render(view)
+        return render(view, self._settings.retention_hard_max_days)
 
     async def update(
         self, principal: Principal, destination_id: str, patch: DestinationPatch, ctx: RequestContext
@@ -142,7 +142,7 @@ class DestinationService:
             update_destination, self._rows, updated, current.version, principal.org, audit, resets
         )
         self._changed()
-        return render(view)
+        return render(view, self._settings.retention_hard_max_days)
 
     async def set_active(
         self, principal: Principal, destination_id: str, active: bool, ctx: RequestContext
@@ -162,7 +162,7 @@ class DestinationService:
             set_destination_active, self._rows, destination_id, principal.org, change, audit
         )
         self._changed()
-        return render(view)
+        return render(view, self._settings.retention_hard_max_days)
 
     async def retry_now(
         self, principal: Principal, destination_id: str, ctx: RequestContext
@@ -175,7 +175,7 @@ class DestinationService:
 
         view = await self._db.write(request_retry_now, self._rows, destination_id, principal.org, audit)
         self._changed()
-        return render(view)
+        return render(view, self._settings.retention_hard_max_days)
 
     async def delete(self, principal: Principal, destination_id: str, ctx: RequestContext) -> None:
         def audit(d: Destination) -> list[ValidEvent]:

@@ -50,8 +50,14 @@ def mask_url(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}/{mask(parts.path + parts.query) or ''}"
 
 
-def render(view: DestinationOverview) -> dict[str, Any]:
-    """A destination as the API shows it: secrets masked, delivery status attached."""
+#: How long before retention's hard maximum removes events a destination still owes the
+#: status warns of it.
+RETENTION_WARNING_MS = 86_400_000
+
+
+def render(view: DestinationOverview, hard_max_days: float | None = None) -> dict[str, Any]:
+    """A destination as the API shows it: secrets masked, delivery status attached (and, given
+    retention's hard maximum, a warning when it is about to remove events still owed)."""
     destination, status, head = view.destination, view.status, view.head
     body: dict[str, Any] = {
         "id": destination.id,
@@ -96,6 +102,17 @@ def render(view: DestinationOverview) -> dict[str, Any]:
                 else None
             ),
             "events_per_second": round(view.delivered_last_minute / 60, 2),
+            "lost_to_retention": (
+                {
+                    "events": status.lost_to_retention,
+                    "from_seq": status.lost_from_seq,
+                    "to_seq": status.lost_to_seq,
+                    "at": iso_from_ms(status.lost_at_ms),
+                }
+                if status.lost_to_retention
+                else None
+            ),
+            "retention_warning": _retention_warning(view, hard_max_days),
         }
     return body
 
@@ -138,3 +155,18 @@ def render_replay(job: ReplayJob) -> dict[str, Any]:
         "created_at": iso_from_ms(job.created_at_ms),
         "finished_at": iso_from_ms(job.finished_at_ms),
     }
+
+
+def _retention_warning(view: DestinationOverview, hard_max_days: float | None) -> str | None:
+    """Said a day ahead: the oldest event the destination still owes reaches retention's hard
+    maximum soon, and will be removed whether or not it was delivered."""
+    if hard_max_days is None or view.oldest_pending_ms is None:
+        return None
+    removal_ms = view.oldest_pending_ms + int(hard_max_days * 86_400_000)
+    if removal_ms - time.time() * 1000 > RETENTION_WARNING_MS:
+        return None
+    return (
+        f"events this destination has not received yet reach the retention hard maximum "
+        f"({hard_max_days:g} days) and will be removed from {iso_from_ms(removal_ms)} on; resume or "
+        "fix the destination before then, or raise AUDITRELAY_RETENTION_HARD_MAX_DAYS"
+    )

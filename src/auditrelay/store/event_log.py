@@ -64,15 +64,36 @@ def append_events(conn: Connection, batch: Sequence[ValidEvent], org: str | None
     else:
         stored_ids, append = _stored_ids_sqlite, _append_sqlite
     already = stored_ids(conn, batch)
+    # Bodies to compare re-sent events with: the stored ones, then this batch's own.
+    earlier = _stored_bodies(conn, already) if already else {}
     fresh = []
+    repeated: list[ValidEvent] = []
     for event in batch:
-        if event.id not in already:
+        if event.id in already:
+            repeated.append(event)
+        else:
             already.add(event.id)
+            earlier[event.id] = event.body
             fresh.append(event)
+    ids = tuple(e.id for e in repeated)
+    conflicts = tuple(e.id for e in repeated if e.differs_from(earlier[e.id]))
     if not fresh:
-        return AppendResult(stored=0, duplicates=len(batch), head=head_seq(conn))
+        return AppendResult(0, len(batch), head_seq(conn), ids, conflicts)
     head = append(conn, fresh, org, int(time.time() * 1000))
-    return AppendResult(stored=len(fresh), duplicates=len(batch) - len(fresh), head=head)
+    return AppendResult(len(fresh), len(repeated), head, ids, conflicts)
+
+
+def _stored_bodies(conn: Connection, ids: set[str]) -> dict[str, bytes]:
+    """The stored bodies of these ids (only read when a batch re-sends some: rare)."""
+    found: dict[str, bytes] = {}
+    wanted = sorted(ids)
+    for start in range(0, len(wanted), _ID_LOOKUP_CHUNK):
+        chunk = wanted[start : start + _ID_LOOKUP_CHUNK]
+        found.update(
+            (row.id, bytes(row.body))
+            for row in conn.execute(select(events.c.id, events.c.body).where(events.c.id.in_(chunk)))
+        )
+    return found
 
 
 _COLUMNS = "seq, id, org, action, entity_path, occurred_at_ms, received_at_ms, body"

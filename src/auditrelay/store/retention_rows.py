@@ -12,12 +12,15 @@ import logging
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, delete, func, select, update
 
 from auditrelay.config import Settings
+from auditrelay.events import retention_loss_event
+from auditrelay.metrics import EVENTS_LOST_TO_RETENTION
 from auditrelay.store.database import Database
 from auditrelay.store.delivery_rows import OPEN_REPLAY_STATES, trim_delivery_minutes
-from auditrelay.store.tables import destination_status, events, replays
+from auditrelay.store.event_log import append_events
+from auditrelay.store.tables import destination_status, destinations, events, replays
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,52 @@ def plan_purge(conn: Connection, now_ms: int, retention_days: float, hard_max_da
     return PurgePlan(through, slowest if through < expired else None)
 
 
+def record_losses(conn: Connection, through: int, now_ms: int) -> list[tuple[str, int, int]]:
+    """Before removing events up to `through`: for each destination whose cursor is before it,
+    write down what it loses (count, range, time), tell it with an audit event, and move its
+    cursor past the gap, all in this transaction. Returns (destination id, count, from seq).
+
+    The count is of the events in the range, whether or not its filters would have passed
+    them on. A pass cut short after this keeps its word: the cursors are past the gap, so the
+    next pass counts nothing twice."""
+    owing = conn.execute(
+        select(
+            destination_status.c.destination_id,
+            destination_status.c.cursor,
+            destinations.c.name,
+            destinations.c.kind,
+            destinations.c.org,
+        )
+        .join(destinations, destinations.c.id == destination_status.c.destination_id)
+        .where(destination_status.c.cursor < through)
+    ).all()
+    losses = []
+    for row in owing:
+        count = conn.execute(
+            select(func.count()).select_from(events).where(events.c.seq > row.cursor, events.c.seq <= through)
+        ).scalar_one()
+        values: dict[str, object] = {"cursor": through}
+        if count:
+            values.update(
+                lost_to_retention=destination_status.c.lost_to_retention + count,
+                lost_from_seq=row.cursor + 1,
+                lost_to_seq=through,
+                lost_at_ms=now_ms,
+            )
+        conn.execute(
+            update(destination_status)
+            .where(destination_status.c.destination_id == row.destination_id)
+            .values(**values)
+        )
+        if count:
+            event = retention_loss_event(
+                row.destination_id, row.name, row.kind, row.org, count, row.cursor + 1, through
+            )
+            append_events(conn, [event], row.org)
+            losses.append((row.destination_id, count, row.cursor + 1))
+    return losses
+
+
 def delete_chunk(conn: Connection, through: int) -> int:
     """Delete the oldest events up to `through`, at most CHUNK of them; how many went."""
     oldest = conn.execute(select(func.min(events.c.seq))).scalar()
@@ -83,6 +132,19 @@ def purge(db: Database, settings: Settings) -> int:
         )
     if plan.through is None:
         return 0
+    with db.writing() as conn:
+        losses = record_losses(conn, plan.through, int(time.time() * 1000))
+    for destination_id, count, from_seq in losses:
+        EVENTS_LOST_TO_RETENTION.labels(destination_id).inc(count)
+        log.warning(
+            "retention: destination %s had not received %d events (seq %d..%d) older than the hard "
+            "maximum of %g days; they are removed",
+            destination_id,
+            count,
+            from_seq,
+            plan.through,
+            settings.retention_hard_max_days,
+        )
     removed = 0
     while True:
         with db.writing() as conn:

@@ -109,6 +109,12 @@ destination_status = Table(
     #: the delivering process last wrote them (with each commit, and when one turns slow).
     Column("in_flight", Integer, nullable=False, server_default="0"),
     Column("oldest_in_flight_ms", BigInteger, nullable=True),
+    #: Events retention's hard maximum removed before the destination had them: how many in
+    #: all, and the range and time of the latest such removal.
+    Column("lost_to_retention", BigInteger, nullable=False, server_default="0"),
+    Column("lost_from_seq", BigInteger, nullable=True),
+    Column("lost_to_seq", BigInteger, nullable=True),
+    Column("lost_at_ms", BigInteger, nullable=True),
 )
 
 #: Events delivered per destination and minute: the rate over the last minute, and the
