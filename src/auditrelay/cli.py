@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from auditrelay.store import Database
 
 #: The values of `auditrelay.security.Role` (a test keeps the two in step).
-ROLES = ("admin", "ingest")
+ROLES = ("admin", "owner", "viewer", "ingest")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,6 +37,10 @@ def main(argv: list[str] | None = None) -> None:
     create.add_argument("--role", choices=ROLES, required=True)
     create.add_argument("--name", default=None)
     create.add_argument("--org", default=None, help="scope the token to one organization")
+    create.add_argument("--expires-in", default=None, help="how long it works, such as 90d, 12h, 30m")
+    token_commands.add_parser("list", help="list tokens (never their secrets)")
+    revoke = token_commands.add_parser("revoke", help="revoke a token: refused at once")
+    revoke.add_argument("token_id")
     args = parser.parse_args(argv)
 
     try:
@@ -59,16 +63,57 @@ def main(argv: list[str] | None = None) -> None:
             database.dispose()
             print("database is at the latest schema", file=sys.stderr)
         elif args.command == "token":
-            from auditrelay.security import Role
-            from auditrelay.store import Database, issue_token, upgrade_to_head
-
-            database = Database(settings)
-            upgrade_to_head(database)
-            secret = issue_token(database, Role(args.role), args.name or f"{args.role} token (cli)", args.org)
-            database.dispose()
-            print(secret)
+            _token_command(args, settings)
     except ConfigurationError as exc:
         sys.exit(f"auditrelay: {exc.detail}")
+
+
+def _token_command(args: argparse.Namespace, settings: Settings) -> None:
+    """`token create` prints the token alone on stdout; `list` a table; `revoke` one line."""
+    import time
+
+    from auditrelay.errors import NotFound
+    from auditrelay.security import Principal, Role
+    from auditrelay.services import RequestContext, parse_duration, render_token, token_audit_event
+    from auditrelay.store import Database, cli_list_tokens, cli_revoke_token, issue_token, upgrade_to_head
+
+    database = Database(settings)
+    try:
+        upgrade_to_head(database)
+        if args.token_command == "create":
+            role = Role(args.role)
+            if role is Role.OWNER and not args.org:
+                sys.exit("auditrelay: an owner token belongs to one organization: give --org")
+            if role is Role.ADMIN and args.org:
+                sys.exit("auditrelay: an admin token is instance-wide; use --role owner for one organization")
+            expires_at = None
+            if args.expires_in:
+                try:
+                    expires_at = int((time.time() + parse_duration(args.expires_in)) * 1000)
+                except ValueError as exc:
+                    sys.exit(f"auditrelay: --expires-in {exc}")
+            name = args.name or f"{args.role} token (cli)"
+            print(issue_token(database, role, name, args.org, expires_at))
+        elif args.token_command == "list":
+            print(f"{'ID':36}  {'ROLE':6}  {'ORG':16}  {'PREFIX':18}  {'EXPIRES':24}  {'REVOKED':24}  NAME")
+            for token in cli_list_tokens(database):
+                row = render_token(token)
+                print(
+                    f"{row['id']:36}  {row['role']:6}  {row['org'] or '-':16}  {row['prefix']:18}  "
+                    f"{row['expires_at'] or '-':24}  {row['revoked_at'] or '-':24}  {row['name']}"
+                )
+        else:
+            cli = Principal(token_id="", name="auditrelay token revoke (cli)", role=Role.ADMIN, org=None)
+            context = RequestContext(ip_address=None, user_agent="auditrelay cli")
+            try:
+                record = cli_revoke_token(
+                    database, args.token_id, lambda r: [token_audit_event("revoke", r, cli, context)]
+                )
+            except NotFound:
+                sys.exit(f"auditrelay: no token {args.token_id}")
+            print(f"revoked {record.id} ({record.name}) at {render_token(record)['revoked_at']}")
+    finally:
+        database.dispose()
 
 
 def serve(settings: Settings) -> None:

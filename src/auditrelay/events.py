@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -46,6 +47,9 @@ class ValidEvent:
     body: bytes
     #: False when the sender gave no timestamp and the time of receipt was filled in.
     timestamp_given: bool = True
+    #: The token acting, for the relay's own audit events (provenance); senders' events get
+    #: the sending token's id when stored.
+    token_id: str | None = None
 
     def differs_from(self, stored: bytes) -> bool:
         """True when `stored` (the body of an event with this id) is another event, not the
@@ -331,6 +335,26 @@ def _json_type(value: Any) -> str:
     if isinstance(value, list):
         return "an array"
     return "an object"
+
+
+#: Actions only the relay writes: its own audit trail.
+RESERVED_PREFIX = "audit_stream."
+
+
+def refuse_reserved(events: Sequence[ValidEvent]) -> None:
+    """Producers may not write the relay's own audit trail (`audit_stream.*`): 422, naming
+    each such event, so an ingest token cannot forge an admin's change."""
+    errors = [
+        FieldError(
+            "action", f"{e.action!r} is reserved: audit_stream.* events are written by auditrelay only", i
+        )
+        for i, e in enumerate(events)
+        if e.action.startswith(RESERVED_PREFIX)
+    ]
+    if errors:
+        raise ValidationError(
+            f"{len(errors)} event(s) use the reserved audit_stream.* actions; nothing was stored", errors
+        )
 
 
 def retention_loss_event(

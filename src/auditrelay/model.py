@@ -37,6 +37,21 @@ class AppendResult:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """An API token as listings show it: never the secret, only a recognisable prefix."""
+
+    id: str
+    name: str
+    role: str
+    org: str | None
+    prefix: str
+    created_at_ms: int
+    last_used_at_ms: int | None
+    expires_at_ms: int | None
+    revoked_at_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Header:
     name: str
     value: str

@@ -125,7 +125,7 @@ async def test_missing_wrong_and_misused_tokens_are_refused(api: Api) -> None:
     assert response.headers["www-authenticate"].startswith("Bearer")
     response = await client.post("/api/v1/events", json=event, headers={"Authorization": "Bearer nope"})
     assert response.status_code == 401
-    assert response.json()["detail"] == "the token is unknown or revoked"
+    assert response.json()["detail"] == "the token is unknown, revoked or expired"
     response = await client.post(
         "/api/v1/events", json=event, headers={"Authorization": f"Basic {api.ingest_token}"}
     )

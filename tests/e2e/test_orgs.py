@@ -1,4 +1,4 @@
-"""Organization scope: org tokens write their org's events; an org admin sees and manages
+"""Organization scope: org tokens write their org's events; an org's owner sees and manages
 only its org's destinations, which receive only that org's events."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def token(service: Service, role: str, org: str | None = None) -> str:
 
 def test_org_tokens_scope_events_and_destinations(fresh_service: Service) -> None:
     service = fresh_service.start()
-    acme_admin, acme_ingest = token(service, "admin", "acme"), token(service, "ingest", "acme")
+    acme_admin, acme_ingest = token(service, "owner", "acme"), token(service, "ingest", "acme")
     globex_ingest = token(service, "ingest", "globex")
     acme_sink, instance_sink = Receiver(), Receiver()
     try:
@@ -33,16 +33,15 @@ def test_org_tokens_scope_events_and_destinations(fresh_service: Service) -> Non
         with httpx.Client(
             base_url=service.base_url, headers={"Authorization": f"Bearer {acme_admin}"}
         ) as acme:
-            # An org admin cannot place a destination in another org: its own org is forced.
+            # An owner cannot place a destination in another org: 403, nothing created.
+            elsewhere = acme.post(
+                "/api/v1/destinations",
+                json={"name": "x", "kind": "http", "url": acme_sink.url, "org": "globex"},
+            )
+            assert elsewhere.status_code == 403, elsewhere.text
             created = acme.post(
                 "/api/v1/destinations",
-                json={
-                    "name": "acme",
-                    "kind": "http",
-                    "url": acme_sink.url,
-                    "org": "globex",
-                    "event_types": ["document.*"],
-                },
+                json={"name": "acme", "kind": "http", "url": acme_sink.url, "event_types": ["document.*"]},
             )
             assert created.status_code == 201, created.text
             assert created.json()["org"] == "acme"

@@ -19,13 +19,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auditrelay import __version__
-from auditrelay.api import destinations, ingest, log_browse, problems, recovery
+from auditrelay.api import destinations, ingest, log_browse, problems, recovery, tokens
 from auditrelay.api.auth import Authenticator
 from auditrelay.cluster import DeliveryCoordinator
 from auditrelay.config import Settings, configure_logging
 from auditrelay.metrics import exposition
 from auditrelay.security import SecretBox
-from auditrelay.services import DestinationService, RecoveryService
+from auditrelay.services import DestinationService, RecoveryService, TokenService
 from auditrelay.store import Database, DestinationRows, ping
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
             db, rows, wakeups, settings, on_change=coordinator.destinations_changed
         )
         app.state.recovery = RecoveryService(db, rows, app.state.destinations, wakeups, settings)
+        app.state.tokens = TokenService(db)
         await coordinator.start()
         log.info(
             "auditrelay %s ready on %s (process %d%s)",
@@ -117,6 +118,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(log_browse.router)
     app.include_router(destinations.router)
     app.include_router(recovery.router)
+    app.include_router(tokens.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:

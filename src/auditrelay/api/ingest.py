@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from auditrelay.api.auth import require_ingest
 from auditrelay.errors import MalformedRequest, PayloadTooLarge, UnsupportedMediaType
-from auditrelay.events import event_schema, parse_body, validate_events
+from auditrelay.events import event_schema, parse_body, refuse_reserved, validate_events
 from auditrelay.metrics import EVENTS_CONFLICTING, EVENTS_DUPLICATE, EVENTS_INGESTED
 from auditrelay.security import Principal
 from auditrelay.store import store_events
@@ -78,8 +78,9 @@ async def ingest_events(
     raw = decode_body(raw, request.headers.get("content-encoding"), settings.max_request_bytes)
     items = parse_body(raw, request.headers.get("content-type"), settings.max_events_per_request)
     events = validate_events(items, max_event_bytes=settings.max_event_bytes)
+    refuse_reserved(events)
 
-    result = await state.db.run(store_events, state.db, events, principal.org)
+    result = await state.db.run(store_events, state.db, events, principal.org, principal.token_id)
     state.wakeups.notify()
     EVENTS_INGESTED.inc(result.stored)
     EVENTS_DUPLICATE.inc(result.duplicates)

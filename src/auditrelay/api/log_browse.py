@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from auditrelay.api.auth import require_admin
+from auditrelay.api.auth import require_reader
 from auditrelay.errors import FieldError, ValidationError
 from auditrelay.security import Principal
 from auditrelay.services import EVENT_TYPE
@@ -23,7 +24,7 @@ BROWSE_BYTES = 8 * 1024 * 1024
 @router.get("/api/v1/events", summary="Browse the event log")
 async def browse_events(
     request: Request,
-    principal: Annotated[Principal, Depends(require_admin)],
+    principal: Annotated[Principal, Depends(require_reader)],
     after: Annotated[int, Query(ge=0, description="return events with a larger sequence number")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     action: Annotated[str | None, Query(description="exact action or prefix such as 'document.*'")] = None,
@@ -38,7 +39,9 @@ async def browse_events(
     )
     # Stored bytes go out as they are: no decode and re-encode of each event.
     parts = [
-        b'{"seq":%d,"received_at_ms":%d,"event":%s}' % (seq, received, body) for seq, received, body in rows
+        b'{"seq":%d,"received_at_ms":%d,"token_id":%s,"event":%s}'
+        % (seq, received, orjson.dumps(token_id), body)
+        for seq, received, body, token_id in rows
     ]
     next_after = rows[-1][0] if rows else after
     payload = b'{"events":[' + b",".join(parts) + b'],"next_after":%d,"head":%d}' % (next_after, head)

@@ -7,14 +7,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from auditrelay.api.auth import require_admin
+from auditrelay.api.auth import require_manager, require_reader
 from auditrelay.api.destinations import request_context
 from auditrelay.errors import NotFound
 from auditrelay.security import Principal
 from auditrelay.services import RecoveryService, ReplayRequest, ResendRequest
 
 router = APIRouter(prefix="/api/v1/destinations/{destination_id}", tags=["delivery"])
-Admin = Annotated[Principal, Depends(require_admin)]
+#: Changes: admins, and owners in their organization.
+Manager = Annotated[Principal, Depends(require_manager)]
+#: Reading: viewers too.
+Reader = Annotated[Principal, Depends(require_reader)]
 
 
 def _service(request: Request) -> RecoveryService:
@@ -24,7 +27,7 @@ def _service(request: Request) -> RecoveryService:
 
 @router.get("/deliveries", summary="Recent delivery attempts, newest first")
 async def list_deliveries(
-    request: Request, destination_id: str, principal: Admin, limit: Annotated[int, Query(ge=1, le=200)] = 50
+    request: Request, destination_id: str, principal: Reader, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> dict[str, Any]:
     return {"deliveries": await _service(request).deliveries(principal, destination_id, limit)}
 
@@ -33,7 +36,7 @@ async def list_deliveries(
 async def list_dead_letters(
     request: Request,
     destination_id: str,
-    principal: Admin,
+    principal: Reader,
     after: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
@@ -42,7 +45,7 @@ async def list_dead_letters(
 
 @router.post("/dead-letters/resend", summary="Send dead letters again; accepted ones leave the list")
 async def resend_dead_letters(
-    request: Request, destination_id: str, principal: Admin, body: ResendRequest | None = None
+    request: Request, destination_id: str, principal: Manager, body: ResendRequest | None = None
 ) -> dict[str, Any]:
     return await _service(request).resend_dead_letters(
         principal, destination_id, body or ResendRequest(), request_context(request)
@@ -51,7 +54,7 @@ async def resend_dead_letters(
 
 @router.delete("/dead-letters/{dead_letter_id}", status_code=204, summary="Discard one dead letter")
 async def discard_dead_letter(
-    request: Request, destination_id: str, dead_letter_id: int, principal: Admin
+    request: Request, destination_id: str, dead_letter_id: int, principal: Manager
 ) -> Response:
     if not await _service(request).discard_dead_letter(
         principal, destination_id, dead_letter_id, request_context(request)
@@ -62,11 +65,11 @@ async def discard_dead_letter(
 
 @router.post("/replay", status_code=202, summary="Re-send a range of the log, apart from the live stream")
 async def replay(
-    request: Request, destination_id: str, body: ReplayRequest, principal: Admin
+    request: Request, destination_id: str, body: ReplayRequest, principal: Manager
 ) -> dict[str, Any]:
     return await _service(request).replay(principal, destination_id, body, request_context(request))
 
 
 @router.get("/replays", summary="Replay jobs and their progress")
-async def list_replays(request: Request, destination_id: str, principal: Admin) -> dict[str, Any]:
+async def list_replays(request: Request, destination_id: str, principal: Reader) -> dict[str, Any]:
     return {"replays": await _service(request).replays(principal, destination_id)}

@@ -1,6 +1,6 @@
 """Roles and principals, secrets at rest, and the destination URL guard (no storage here)."""
 
-from auditrelay.security.principals import TOKEN_PREFIX, Principal, Role, digest, new_token
+from auditrelay.security.principals import TOKEN_PREFIX, Principal, Role, digest, new_token, shown_prefix
 from auditrelay.security.secrets import SecretBox, mask
 from auditrelay.security.url_guard import INTERNAL_HINT, UnsafeUrl, check_destination_url, is_internal_address
 
@@ -16,4 +16,5 @@ __all__ = [
     "is_internal_address",
     "mask",
     "new_token",
+    "shown_prefix",
 ]

@@ -5,7 +5,7 @@ Called by `api` (and the admin panel to come), never by `delivery`. Each change 
 here, then stored with its audit event by one `store` transaction.
 """
 
-from auditrelay.services.audit import RequestContext, audit_event, summary
+from auditrelay.services.audit import RequestContext, audit_event, summary, token_audit_event
 from auditrelay.services.destinations import DestinationService
 from auditrelay.services.recovery import RecoveryService
 from auditrelay.services.schemas import (
@@ -16,6 +16,7 @@ from auditrelay.services.schemas import (
     ReplayRequest,
     ResendRequest,
 )
+from auditrelay.services.tokens import TokenCreate, TokenService, parse_duration, render_token
 
 __all__ = [
     "EVENT_TYPE",
@@ -27,6 +28,11 @@ __all__ = [
     "ReplayRequest",
     "RequestContext",
     "ResendRequest",
+    "TokenCreate",
+    "TokenService",
     "audit_event",
+    "parse_duration",
+    "render_token",
     "summary",
+    "token_audit_event",
 ]

@@ -8,11 +8,11 @@ appear in these events: `changes.diff` reduces them to "changed".
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from auditrelay.events import ValidEvent, validate_events
-from auditrelay.model import Destination
+from auditrelay.model import Destination, TokenRecord
 from auditrelay.security import Principal
 
 
@@ -32,23 +32,38 @@ def audit_event(
     verb: str, destination: Destination, principal: Principal, ctx: RequestContext, details: dict[str, Any]
 ) -> ValidEvent:
     """The event `audit_stream.destination.<verb>`, acted by the principal's token."""
+    entity = {"type": "audit_stream_destination", "id": destination.id, "path": destination.org or ""}
+    return _event(f"audit_stream.destination.{verb}", entity, principal, ctx, details)
+
+
+def token_audit_event(verb: str, token: TokenRecord, principal: Principal, ctx: RequestContext) -> ValidEvent:
+    """The event `audit_stream.token.<verb>` (create, revoke, rotate): never the secret."""
+    details = {"token": token_summary(token)}
+    entity = {"type": "api_token", "id": token.id, "path": token.org or ""}
+    return _event(f"audit_stream.token.{verb}", entity, principal, ctx, details)
+
+
+def token_summary(token: TokenRecord) -> dict[str, Any]:
+    return {"id": token.id, "name": token.name, "role": token.role, "org": token.org, "prefix": token.prefix}
+
+
+def _event(
+    action: str, entity: dict[str, Any], principal: Principal, ctx: RequestContext, details: dict[str, Any]
+) -> ValidEvent:
     context: dict[str, Any] = {}
     if ctx.ip_address and _is_ip(ctx.ip_address):
         context["ip_address"] = ctx.ip_address
     if ctx.user_agent:
         context["user_agent"] = ctx.user_agent[:1000]
     raw = {
-        "action": f"audit_stream.destination.{verb}",
+        "action": action,
         "actor": {"type": "service", "token": {"id": principal.token_id, "name": principal.name}},
         "context": context,
         "details": details,
-        "entity": {
-            "type": "audit_stream_destination",
-            "id": destination.id,
-            "path": destination.org or "",
-        },
+        "entity": entity,
     }
-    return validate_events([raw])[0]
+    # Provenance: the relay's own event records the token that acted.
+    return replace(validate_events([raw])[0], token_id=principal.token_id or None)
 
 
 def _is_ip(value: str) -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 from auditrelay.config import Settings
 from auditrelay.delivery import HttpSender, check_url
 from auditrelay.destinations import KINDS, kind_named
-from auditrelay.errors import FieldError, ValidationError
+from auditrelay.errors import FieldError, Forbidden, ValidationError
 from auditrelay.events import ValidEvent, validate_events
 from auditrelay.log import Wakeups
 from auditrelay.model import Destination, StoredEvent
@@ -86,6 +86,8 @@ class DestinationService:
     async def create(
         self, principal: Principal, body: DestinationCreate, ctx: RequestContext
     ) -> dict[str, Any]:
+        if principal.org is not None and body.org is not None and body.org != principal.org:
+            raise Forbidden("an owner's token works in its own organization only; leave org out")
         org = principal.org if principal.org is not None else body.org
         now = int(time.time() * 1000)
         destination = Destination(

@@ -49,11 +49,20 @@ from auditrelay.store.recovery_rows import (
 )
 from auditrelay.store.retention_rows import purge
 from auditrelay.store.token_rows import (
+    TokenAudit,
+    add_token,
+    cli_list_tokens,
+    cli_revoke_token,
     count_tokens,
     create_token,
     find_principal,
     issue_first_tokens,
     issue_token,
+    list_tokens,
+    revoke_token,
+    rotate_token,
+    touch_token,
+    visible_token,
 )
 
 __all__ = [
@@ -65,9 +74,13 @@ __all__ = [
     "PostgresAdvisoryLock",
     "PostgresListener",
     "Progress",
+    "TokenAudit",
+    "add_token",
     "append_events",
     "attempt_history",
     "browse",
+    "cli_list_tokens",
+    "cli_revoke_token",
     "commit_progress_group",
     "count_dead_letters",
     "count_tokens",
@@ -84,6 +97,7 @@ __all__ = [
     "issue_first_tokens",
     "issue_token",
     "list_overviews",
+    "list_tokens",
     "load_visible_destination",
     "notify_destinations_changed",
     "now_ms",
@@ -100,10 +114,14 @@ __all__ = [
     "replay_jobs",
     "request_replay",
     "request_retry_now",
+    "revoke_token",
+    "rotate_token",
     "set_destination_active",
     "set_state",
     "settle_resent_dead_letters",
     "store_events",
+    "touch_token",
     "update_destination",
     "upgrade_to_head",
+    "visible_token",
 ]

@@ -33,7 +33,9 @@ _ID_LOOKUP_CHUNK = 500
 APPEND_ATTEMPTS = 3
 
 
-def store_events(db: Database, batch: Sequence[ValidEvent], org: str | None) -> AppendResult:
+def store_events(
+    db: Database, batch: Sequence[ValidEvent], org: str | None, token_id: str | None = None
+) -> AppendResult:
     """Append `batch` in a transaction of its own (blocking; run it with `db.run`).
 
     Retried when another request committed one of these ids between the duplicate lookup and
@@ -42,7 +44,7 @@ def store_events(db: Database, batch: Sequence[ValidEvent], org: str | None) -> 
     for _attempt in range(APPEND_ATTEMPTS):
         try:
             with db.writing() as conn:
-                return append_events(conn, batch, org)
+                return append_events(conn, batch, org, token_id)
         except IntegrityError:
             continue
     raise RetryLater(
@@ -50,8 +52,13 @@ def store_events(db: Database, batch: Sequence[ValidEvent], org: str | None) -> 
     )
 
 
-def append_events(conn: Connection, batch: Sequence[ValidEvent], org: str | None) -> AppendResult:
+def append_events(
+    conn: Connection, batch: Sequence[ValidEvent], org: str | None, token_id: str | None = None
+) -> AppendResult:
     """Store the events not stored yet, in one transaction (the caller's), in order.
+
+    Each records the token that sent it: its own `token_id` (the relay's audit events carry
+    the acting token) or else `token_id`, the sender's.
 
     An event whose id is already in the log (or earlier in this batch) is skipped: the
     producer retried, and the log keeps one copy. Duplicates are looked up *before* the log
@@ -79,7 +86,7 @@ def append_events(conn: Connection, batch: Sequence[ValidEvent], org: str | None
     conflicts = tuple(e.id for e in repeated if e.differs_from(earlier[e.id]))
     if not fresh:
         return AppendResult(0, len(batch), head_seq(conn), ids, conflicts)
-    head = append(conn, fresh, org, int(time.time() * 1000))
+    head = append(conn, fresh, org, int(time.time() * 1000), token_id)
     return AppendResult(len(fresh), len(repeated), head, ids, conflicts)
 
 
@@ -96,10 +103,10 @@ def _stored_bodies(conn: Connection, ids: set[str]) -> dict[str, bytes]:
     return found
 
 
-_COLUMNS = "seq, id, org, action, entity_path, occurred_at_ms, received_at_ms, body"
+_COLUMNS = "seq, id, org, action, entity_path, occurred_at_ms, received_at_ms, body, token_id"
 
 
-_INSERT_SQLITE = f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join(['?'] * 8)})"
+_INSERT_SQLITE = f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join(['?'] * 9)})"
 
 
 def _stored_ids_sqlite(conn: Connection, batch: Sequence[ValidEvent]) -> set[str]:
@@ -111,7 +118,9 @@ def _stored_ids_sqlite(conn: Connection, batch: Sequence[ValidEvent]) -> set[str
     return already
 
 
-def _append_sqlite(conn: Connection, fresh: list[ValidEvent], org: str | None, now_ms: int) -> int:
+def _append_sqlite(
+    conn: Connection, fresh: list[ValidEvent], org: str | None, now_ms: int, token_id: str | None
+) -> int:
     # One statement takes the log lock (the row lock, held until commit) and the sequence
     # numbers: sequence order is commit order.
     head: int = conn.execute(
@@ -122,7 +131,17 @@ def _append_sqlite(conn: Connection, fresh: list[ValidEvent], org: str | None, n
     ).scalar_one()
     first = head - len(fresh) + 1
     rows = [
-        (first + n, e.id, org, e.action, e.entity_path, e.occurred_at_ms, now_ms, e.body)
+        (
+            first + n,
+            e.id,
+            org,
+            e.action,
+            e.entity_path,
+            e.occurred_at_ms,
+            now_ms,
+            e.body,
+            e.token_id or token_id,
+        )
         for n, e in enumerate(fresh)
     ]
     # Straight to the driver's executemany: the SQL is fixed, and SQLAlchemy's per-row
@@ -147,10 +166,10 @@ WITH head AS (
 ), stored AS (
     INSERT INTO events ({_COLUMNS})
     SELECT head.head - %(n)s + e.ord, e.id, %(org)s::text, e.action, e.entity_path,
-           e.occurred_at_ms, %(now_ms)s::bigint, e.body
+           e.occurred_at_ms, %(now_ms)s::bigint, e.body, e.token_id
     FROM head, unnest(%(ids)b::text[], %(actions)b::text[], %(paths)b::text[],
-                      %(occurred)b::bigint[], %(bodies)b::bytea[])
-               WITH ORDINALITY AS e(id, action, entity_path, occurred_at_ms, body, ord)
+                      %(occurred)b::bigint[], %(bodies)b::bytea[], %(tokens)b::text[])
+               WITH ORDINALITY AS e(id, action, entity_path, occurred_at_ms, body, token_id, ord)
 )
 SELECT head.head, pg_notify('{CHANNEL}', '') FROM head"""
 
@@ -160,7 +179,9 @@ def _stored_ids_postgresql(conn: Connection, batch: Sequence[ValidEvent]) -> set
     return set(conn.exec_driver_sql(_STORED_IDS_POSTGRESQL, (ids,)).scalars())
 
 
-def _append_postgresql(conn: Connection, fresh: list[ValidEvent], org: str | None, now_ms: int) -> int:
+def _append_postgresql(
+    conn: Connection, fresh: list[ValidEvent], org: str | None, now_ms: int, token_id: str | None
+) -> int:
     params = {
         "n": len(fresh),
         "org": org,
@@ -170,6 +191,7 @@ def _append_postgresql(conn: Connection, fresh: list[ValidEvent], org: str | Non
         "paths": [e.entity_path for e in fresh],
         "occurred": [e.occurred_at_ms for e in fresh],
         "bodies": [e.body for e in fresh],
+        "tokens": [e.token_id or token_id for e in fresh],
     }
     return int(conn.exec_driver_sql(_APPEND_POSTGRESQL, params).scalar_one())
 
@@ -250,8 +272,8 @@ def read_after(conn: Connection, cursor: int, limit: int, max_bytes: int | None 
 
 def browse(
     conn: Connection, after: int, limit: int, action: str | None, org: str | None, max_bytes: int
-) -> tuple[list[tuple[int, int, bytes]], int]:
-    """Rows (seq, received_at_ms, body) for the admin's view of the log, and the head.
+) -> tuple[list[tuple[int, int, bytes, str | None]], int]:
+    """Rows (seq, received_at_ms, body, token_id) for the admin's view of the log, and the head.
 
     At most `limit` rows and about `max_bytes` of bodies (at least one row): the sizes are
     read first, then only the bodies that fit, so a page of large events cannot take the
@@ -278,8 +300,8 @@ def browse(
         if total >= max_bytes:
             break
         last, total = seq, total + int(size)
-    query = select(events.c.seq, events.c.received_at_ms, events.c.body).where(
+    query = select(events.c.seq, events.c.received_at_ms, events.c.body, events.c.token_id).where(
         *conditions, events.c.seq <= last
     )
     rows = conn.execute(query.order_by(events.c.seq))
-    return [(int(r[0]), int(r[1]), bytes(r[2])) for r in rows], head_seq(conn)
+    return [(int(r[0]), int(r[1]), bytes(r[2]), r[3]) for r in rows], head_seq(conn)

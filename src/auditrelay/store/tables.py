@@ -43,6 +43,8 @@ events = Table(
     Column("occurred_at_ms", BigInteger, nullable=False),
     Column("received_at_ms", BigInteger, nullable=False),
     Column("body", LargeBinary, nullable=False),
+    #: The token that sent it (provenance); None for the relay's own events.
+    Column("token_id", String(36), nullable=True),
     Index("ix_events_received_at", "received_at_ms"),
 )
 
@@ -57,6 +59,11 @@ api_tokens = Table(
     Column("hint", String(20), nullable=False),
     Column("created_at_ms", BigInteger, nullable=False),
     Column("revoked_at_ms", BigInteger, nullable=True),
+    #: The role prefix and first random characters, to recognise the token in listings.
+    Column("prefix", String(40), nullable=False, server_default=""),
+    #: Written at most once a minute per process (`api.auth`).
+    Column("last_used_at_ms", BigInteger, nullable=True),
+    Column("expires_at_ms", BigInteger, nullable=True),
 )
 
 destinations = Table(
