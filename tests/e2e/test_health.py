@@ -11,8 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from tests.support import HANG, Receiver, Service, in_ns, wait_until
 
 AddDestination = Callable[..., dict[str, Any]]
@@ -82,7 +80,8 @@ def test_the_status_and_the_gauges_show_the_rate_and_lag(
     )
     assert status["events_per_second"] <= 30 / 60 + 0.01, "30 events over the last minute"
     assert status["in_flight"] == 0 and status["oldest_in_flight_seconds"] is None
-    metrics = httpx.get(service.base_url + "/metrics").text
+    with service.admin() as admin:
+        metrics = admin.get("/metrics").text
     labels = f'destination="{destination["id"]}",name="gauged"'
     assert re.search(rf'^auditrelay_destination_state\{{{labels},state="healthy"\}} 1\.0$', metrics, re.M)
     assert re.search(rf'^auditrelay_destination_state\{{{labels},state="failing"\}} 0\.0$', metrics, re.M)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import re
 import time
 
-import httpx
-
 from tests.support import Receiver, Service, make_event, wait_until
 
 SECOND_IN_DAYS = 1 / 86400
@@ -97,7 +95,8 @@ def test_the_hard_maximum_wins_over_a_destination_that_never_catches_up(
     assert lost["events"] >= 3 and lost["from_seq"] <= lost["to_seq"] and lost["at"]
     assert status["lag"] <= 2, "the cursor passed the gap"
     assert "had not received" in service.log(whole=True)
-    metrics = httpx.get(service.base_url + "/metrics").text
+    with service.admin() as admin:
+        metrics = admin.get("/metrics").text
     assert re.search(
         rf'^auditrelay_events_lost_to_retention_total{{destination="{destination["id"]}"}} [1-9]',
         metrics,

@@ -231,3 +231,30 @@ def test_the_cli_creates_lists_and_revokes_tokens(service: Service) -> None:
     assert cli(service, "revoke", "no-such-id", check=False).returncode != 0
     owner_without_org = cli(service, "create", "--role", "owner", check=False)
     assert owner_without_org.returncode != 0 and "--org" in owner_without_org.stderr
+
+
+def test_metrics_need_a_readers_token_and_show_only_what_it_may_see(service: Service) -> None:
+    assert httpx.get(service.base_url + "/metrics").status_code == 401
+    with service.ingest() as c:
+        assert c.get("/metrics").status_code == 403
+    owner = create(service, name="metrics owner", role="owner", org="metrics-org")["token"]
+    with client(service, owner) as c:
+        mine = c.post(
+            "/api/v1/destinations", json={"name": "m", "kind": "http", "url": "http://127.0.0.1:9/"}
+        )
+        assert mine.status_code == 201, mine.text
+        theirs = service.add_destination(name="instance-only", kind="http", url="http://127.0.0.1:9/")
+        try:
+            scoped = c.get("/metrics")
+            assert scoped.status_code == 200
+            assert f'destination="{mine.json()["id"]}"' in scoped.text
+            assert theirs["id"] not in scoped.text, "another scope's destinations stay hidden"
+            assert "auditrelay_events_ingested_total" not in scoped.text, (
+                "instance counters are the instance's"
+            )
+            with service.admin() as admin:
+                everything = admin.get("/metrics").text
+            assert theirs["id"] in everything and "auditrelay_events_ingested_total" in everything
+        finally:
+            service.delete_destination(theirs["id"])
+            c.delete(f"/api/v1/destinations/{mine.json()['id']}")

@@ -43,7 +43,8 @@ def test_every_process_takes_events_and_one_delivers_each_exactly_once(
     wait_until(lambda: set(sent) <= {e["id"] for e in receiver.events()}, timeout=30, what="all 120 events")
     time.sleep(0.5)  # a duplicate would come now
     assert sorted(e["id"] for e in receiver.events()) == sorted(sent), "once each"
-    metrics = httpx.get(service.base_url + "/metrics").text
+    with service.admin() as admin:
+        metrics = admin.get("/metrics").text
     ingested = re.search(r"^auditrelay_events_ingested_total (\S+)$", metrics, re.M)
     assert ingested and float(ingested.group(1)) >= 120, "counters add up over the processes"
 

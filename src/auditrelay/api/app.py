@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auditrelay import __version__
 from auditrelay.api import destinations, ingest, log_browse, problems, recovery, tokens
-from auditrelay.api.auth import Authenticator
+from auditrelay.api.auth import Authenticator, require_reader
 from auditrelay.cluster import DeliveryCoordinator
 from auditrelay.config import Settings, configure_logging
 from auditrelay.metrics import exposition
@@ -136,9 +136,13 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
-        # Counters of every process, then the destinations' gauges from the database.
-        gauges = await request.app.state.destinations.gauges()
-        return Response(exposition() + gauges, media_type=CONTENT_TYPE_LATEST)
+        # A reader's token (Prometheus sends it as a bearer token): the figures name every
+        # destination. Instance readers get the counters of every process and every
+        # destination's gauges; an organization's readers their destinations' gauges only.
+        principal = await require_reader(request)
+        gauges = await request.app.state.destinations.gauges(principal)
+        counters = exposition() if principal.org is None else b""
+        return Response(counters + gauges, media_type=CONTENT_TYPE_LATEST)
 
     return app
 

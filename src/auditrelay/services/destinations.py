@@ -68,9 +68,9 @@ class DestinationService:
         views = await self._db.read(list_overviews, self._rows, principal.org)
         return [render(view, self._settings.retention_hard_max_days) for view in views]
 
-    async def gauges(self) -> bytes:
-        """Every destination's gauges, for /metrics."""
-        views = await self._db.read(list_overviews, self._rows, None)
+    async def gauges(self, principal: Principal) -> bytes:
+        """The gauges of the destinations `principal` may see, for /metrics."""
+        views = await self._db.read(list_overviews, self._rows, principal.org)
         return destination_gauges(views)
 
     async def get(self, principal: Principal, destination_id: str) -> dict[str, Any]:
