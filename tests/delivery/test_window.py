@@ -21,11 +21,36 @@ def drive(
     return now
 
 
-def test_it_starts_at_one_and_grows_while_round_trips_hold() -> None:
+def test_it_starts_at_one_and_doubles_while_round_trips_hold() -> None:
     window = ConcurrencyWindow(100)
     assert window.limit == 1
-    drive(window, 0.05, 60)
-    assert 20 <= window.limit <= 60, window.limit
+    drive(window, 0.05, 12)
+    assert window.limit >= 64, "a slow start: doubling per round trip, not adding one"
+    drive(window, 0.05, 30)
+    assert window.limit == 100
+
+
+def test_after_congestion_it_grows_by_one_per_round_trip() -> None:
+    window = ConcurrencyWindow(1000)
+    now = drive(window, 0.05, 8)
+    grown = window.limit
+    now = drive(window, 0.05, 1, now, back_pressure=True)
+    # The answers of that round after the first carry back pressure into the next one too.
+    now = drive(window, 0.05, 1, now)
+    shrunk = window.limit
+    assert shrunk < grown
+    drive(window, 0.05, 10, now)
+    assert shrunk < window.limit <= shrunk + 10, (shrunk, window.limit)
+
+
+def test_after_a_fall_back_the_slow_start_goes_up_to_half_the_limit_it_had() -> None:
+    window = ConcurrencyWindow(1000)
+    now = drive(window, 0.05, 8)
+    had = window.limit
+    window.fall_back()
+    assert window.limit == 1
+    now = drive(window, 0.05, 12, now)
+    assert had // 2 <= window.limit <= had // 2 + 12, (had, window.limit)
 
 
 def test_it_never_grows_past_its_maximum() -> None:
@@ -56,7 +81,7 @@ def test_small_noise_in_round_trips_is_not_read_as_congestion() -> None:
     window = ConcurrencyWindow(100)
     now = drive(window, 0.05, 40)
     grown = window.limit
-    # Steady round trips have almost no spread: without the 5% floor, one round trip 3%
+    # Steady round trips have almost no spread: without the floor (15% of the mean), one round trip 3%
     # longer (a busy host's scheduling noise) would read as congestion and shrink it.
     drive(window, 0.0515, 1, now)
     assert window.limit >= grown

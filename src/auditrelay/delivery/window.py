@@ -4,17 +4,22 @@ request concurrency (ARC) decides it.
 A SIEM tens of milliseconds away would get one request per round trip if we sent one at a
 time; the window lets several be in flight, and learns how many the destination takes:
 
-- it starts at one request and adds one per round trip while the round trips stay as short
-  as they were (and the window was full, so there is evidence that more would help);
+- it starts at one request and, while the round trips stay as short as they were (and the
+  window was full, so there is evidence that more would help), doubles per round trip until
+  the first sign of congestion ("slow start", as TCP does), then adds one per round trip;
 - it shrinks by a tenth when the destination pushes back (429, 5xx, timeouts, connection
   errors) or when round trips grow beyond their usual spread;
 - it never exceeds the destination's `max_in_flight`.
 
 The rules are Vector's (`src/sinks/util/adaptive_concurrency/controller.rs`: an EWMA of
-past round trips with its variance, decided once per averaged round trip), with one
-difference: the spread that counts as "grown" is at least 5% of the mean. On loopback or a
+past round trips with its variance, decided once per averaged round trip), with two
+differences. The spread that counts as "grown" is at least 15% of the mean: on loopback or a
 LAN the variance of a receiver's latency is a fraction of a millisecond, and without a floor
-the scheduling noise of a busy host reads as congestion.
+the scheduling noise of a busy host reads as congestion. And the slow start: adding one per
+round trip, a SIEM 50 ms away would need five seconds to reach the 100 requests in flight
+it takes to get 2,000 events/s one event per request; doubling, it needs seven round trips.
+After a fall-back (the destination failed), the slow start runs again up to half the limit
+it had, then growth is one per round trip.
 
 The window is pure: time is passed in (`now`), so its behaviour is unit-tested.
 """
@@ -28,8 +33,8 @@ from dataclasses import dataclass
 DECREASE_RATIO = 0.9
 EWMA_ALPHA = 0.4
 RTT_DEVIATION_SCALE = 2.5
-#: Our addition: round trips this much above the mean always count as within the spread.
-MIN_DEVIATION_RATIO = 0.05
+#: Our addition: round trips up to this much above the mean always count as within the spread.
+MIN_DEVIATION_RATIO = 0.15
 
 
 @dataclass
@@ -73,6 +78,8 @@ class ConcurrencyWindow:
         self._next_update = now
         self._back_pressure = False
         self._reached_limit = False
+        #: Doubling up to this limit (no congestion seen yet: the maximum).
+        self._threshold = self.maximum
 
     @property
     def full(self) -> bool:
@@ -123,15 +130,20 @@ class ConcurrencyWindow:
             # rounding error above the mean (Vector's tests round for the same reason).
             and current <= mean * (1 + 1e-6)
         ):
-            self.limit += 1
+            grown = self.limit * 2 if self.limit < self._threshold else self.limit + 1
+            self.limit = min(self.maximum, grown)
         elif self._back_pressure or (current is not None and current >= mean + threshold):
             self._shrink()
 
     def _shrink(self) -> None:
         if self.adaptive and self.limit > 1:
             self.limit = max(1, int(self.limit * DECREASE_RATIO))
+        # Congestion seen: from now on, growth is one per round trip.
+        self._threshold = min(self._threshold, self.limit)
 
     def fall_back(self) -> None:
-        """The destination is failing: one request at a time until it recovers."""
+        """The destination is failing: one request at a time until it recovers (then a slow
+        start up to half the limit it had)."""
         if self.adaptive:
+            self._threshold = max(1, self.limit // 2)
             self.limit = 1
