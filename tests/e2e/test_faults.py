@@ -22,11 +22,16 @@ from tests.support import HANG, HecReceiver, Received, Receiver, Reply, Service,
 KILLS = 5
 
 
-#: What a kill may re-send, per destination: the events delivered but not yet committed,
-#: which are at most one read batch after the committed cursor. A per-event http
-#: destination reads `batch.max_events` events at a time (set to 25 here); batching
-#: destinations read 1,000. "returning" accepts nothing before the last start: no re-send.
-READ_BATCH = {"healthy": 25, "flaky": 1000, "hanging": 1000, "picky": 1000, "returning": 0}
+#: What a kill may re-send, per destination: the events delivered but not yet committed.
+#: "returning" accepts nothing before the last start: no re-send.
+#: Each destination's window (`delivery.max_in_flight`) and the events of one request: a
+#: request keeps its slot until the commit covering it is durable, so a kill re-sends at
+#: most the window (plus one probe request) times a request's events.
+WINDOW = {"healthy": 8, "flaky": 4, "hanging": 4, "picky": 4, "returning": 4}
+PER_REQUEST = {"healthy": 1, "flaky": 40, "hanging": 40, "picky": 50, "returning": 1}
+BOUND = {name: (WINDOW[name] + 1) * PER_REQUEST[name] for name in WINDOW}
+#: The healthy destination's read: enough to tell a bound from a vacuous check.
+HEALTHY_READ = 25
 
 
 class Ingester(threading.Thread):
@@ -191,9 +196,10 @@ def test_repeated_kill_9_with_failing_hanging_refusing_and_returning_destination
                 "kind": "http",
                 "url": receiver.url,
                 "event_types": ["fault.*"],
+                "delivery": {"max_in_flight": WINDOW[name]},
             }
             if name == "healthy":
-                settings.update(batch={"max_events": READ_BATCH["healthy"]})
+                settings.update(batch={"max_events": HEALTHY_READ})
             if name == "picky":
                 settings.update(
                     kind="splunk_hec", token=picky.token, batch={"max_events": 50, "linger_ms": 0}
@@ -279,7 +285,7 @@ def test_repeated_kill_9_with_failing_hanging_refusing_and_returning_destination
         assert not ({d["event_id"] for d in letters["dead_letters"]} & (expected - poison))
 
         # At least once, and no more: a kill re-sends only what was delivered but not yet
-        # committed, at most one read batch. Segment k of a stream is what arrived between
+        # committed, at most the window's requests. Segment k of a stream is what arrived between
         # the restart after kill k-1 and kill k (the last one: after the last start).
         seqs = log_positions(service, "fault.*")
         summary = {}
@@ -290,9 +296,9 @@ def test_repeated_kill_9_with_failing_hanging_refusing_and_returning_destination
             for kill in range(KILLS):
                 cursor = committed[name][kill]
                 uncommitted = {i for i in before if seqs[i] > cursor}
-                assert len(uncommitted) <= READ_BATCH[name], (
+                assert len(uncommitted) <= BOUND[name], (
                     f"{name}: {len(uncommitted)} events delivered but not committed at kill {kill + 1}, "
-                    f"more than one read batch ({READ_BATCH[name]}); seed {seed}"
+                    f"more than the window's requests ({BOUND[name]}); seed {seed}"
                 )
                 part = stream[bounds[kill + 1] : bounds[kill + 2]]
                 resent = {i for i in part if i in before}
@@ -315,7 +321,7 @@ def test_repeated_kill_9_with_failing_hanging_refusing_and_returning_destination
         # commit nothing in a whole run: a hang early in each read batch and the kill
         # comes before its one-second commit. The three together do commit.)
         delivered, committed_healthy, _ = summary["healthy"]
-        assert delivered > 4 * READ_BATCH["healthy"] and committed_healthy > 3 * READ_BATCH["healthy"], (
+        assert delivered > 4 * HEALTHY_READ and committed_healthy > 3 * HEALTHY_READ, (
             summary,
             seed,
         )
