@@ -82,6 +82,8 @@ def test_sigterm_lets_the_request_in_flight_finish_and_commits_it(
     # A graceful stop lets the requests in flight be answered and commits them: nothing is
     # sent twice.
     received = [e["id"] for e in receiver.events()]
+    if sorted(received) != sorted(e["id"] for e in [*events, marker]):
+        print("SERVICE LOG", service.log(whole=True)[-20000:])
     assert sorted(received) == sorted(e["id"] for e in [*events, marker])
 
 

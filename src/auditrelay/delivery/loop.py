@@ -190,6 +190,12 @@ class DeliveryLoop:
                 await self._commit_partial()
                 return
             except asyncio.CancelledError:
+                if self.in_flight:
+                    log.warning(
+                        "destination %s: stopped with %d requests unanswered; they will be sent again",
+                        self.destination.id,
+                        self.in_flight,
+                    )
                 self._cancel_in_flight()
                 await self._commit_partial()
                 raise
@@ -395,20 +401,38 @@ class DeliveryLoop:
 
     async def _finish_in_flight(self) -> None:
         """A stop: let the requests in flight be answered, and keep those accepted in a row
-        from the oldest (a request being retried keeps the rest from counting)."""
+        from the oldest (a request being retried keeps the rest from counting).
+
+        One that failed is sent once more, now: the cursor cannot pass it, so leaving it
+        would re-send every accepted request after it on the next start (the supervisor's
+        grace bounds this, as it bounds the wait)."""
         tasks = [t.task for t in self._sending if t.task is not None]
         if tasks and self._troubled_ticket is None:
             await asyncio.wait(tasks)
             while self._sending:
                 ticket = self._sending[0]
                 task = ticket.task
-                if task is not None and (task.cancelled() or task.exception() or not task.result().delivered):
-                    break
+                if task is not None:
+                    if task.cancelled() or task.exception() is not None:
+                        break
+                    if not task.result().delivered:
+                        assert ticket.request is not None
+                        started = self._clock()
+                        again = await self._sender(ticket.request)
+                        self._observe(ticket.request, again, started, live=True)
+                        if not again.delivered:
+                            break
                 self._sending.popleft()
                 if ticket.request is not None:
                     EVENTS_DELIVERED.labels(self.destination.id).inc(len(ticket.request.events))
                     ticket.delivered += len(ticket.request.events)
                 self._done(ticket)
+            log.info(
+                "destination %s: stopping; %d requests in flight answered, %d left to send again",
+                self.destination.id,
+                len(tasks),
+                sum(1 for t in self._sending if t.task is not None),
+            )
         self._cancel_in_flight()
 
     def _cancel_in_flight(self) -> None:
