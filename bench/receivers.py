@@ -74,6 +74,8 @@ class Counter:
         #: POSTs read and not answered yet, and the most there ever were.
         self.pending = 0
         self.most_pending = 0
+        #: The POSTs held unanswered, every 0.1 s while any were (the sender's window over time).
+        self.pending_samples: list[tuple[float, int]] = []
 
     def record(self, path: str, body: bytes, at: float, wire_bytes: int | None = None) -> None:
         """Count one request; `wire_bytes` is its size as sent when `body` was decompressed."""
@@ -102,7 +104,7 @@ class Counter:
         if parts.path == "/__stats":
             return {path: stats.summary() for path, stats in self.paths.items()}
         if parts.path == "/__concurrency":
-            return {"now": self.pending, "most": self.most_pending}
+            return {"now": self.pending, "most": self.most_pending, "samples": self.pending_samples}
         stats = self.paths.get(query.get("path", ""), PathStats())
         if parts.path == "/__ids":
             return [i for i, flag in enumerate(stats.seen) if flag]
@@ -190,10 +192,21 @@ async def serve_counting(port: int, id_prefix: str, delay: float = 0.0) -> None:
     )
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
+    sampler = loop.create_task(sample_pending(counter)) if delay else None
     # When it began to listen: a sender that was refused until now may connect from then on.
     print(f"ready {time.time():.6f}", flush=True)
     async with server:
         await stop.wait()
+    if sampler is not None:
+        sampler.cancel()
+
+
+async def sample_pending(counter: Counter, interval: float = 0.1) -> None:
+    """Note the requests held unanswered every `interval` (idle stretches left out)."""
+    while True:
+        await asyncio.sleep(interval)
+        if counter.pending or counter.paths:
+            counter.pending_samples.append((round(time.time(), 2), counter.pending))
 
 
 def main() -> None:
@@ -246,6 +259,13 @@ class CountingReceiver:
     def most_concurrent(self) -> int:
         """The most POSTs it held unanswered at once (all paths together)."""
         result: int = self.client.get("/__concurrency").json()["most"]
+        return result
+
+    def concurrency_samples(self) -> list[tuple[float, int]]:
+        """(time, POSTs held unanswered) every 0.1 s, when answering with a delay."""
+        result: list[tuple[float, int]] = [
+            tuple(s) for s in self.client.get("/__concurrency").json()["samples"]
+        ]
         return result
 
     def close(self) -> None:
