@@ -80,6 +80,7 @@ def save(result: Result, ctx: Context, info: dict[str, Any]) -> Path:
         "recorded_at": stamp,
         "command": " ".join(["bench/run.py", *sys.argv[1:]]),
         "commit": commit(),
+        "service_src": str(ROOT / "src"),  # what the service ran (bench/service.py puts it first)
         "machine": info,
         "service_env": ctx.service_env or "defaults (AUDITRELAY_SQLITE_SYNCHRONOUS=FULL)",
         "result": result,

@@ -159,17 +159,28 @@ class MemorySampler:
         self._thread.join()
 
 
+def this_checkout_first() -> str:
+    """A PYTHONPATH that makes `python -m auditrelay` import this checkout's `src/`. The venv
+    may be shared with another work tree (an editable install of *its* `src/`), and the
+    figures must be those of the commit the results name."""
+    return os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+
+
 class Service(TestService):
     """The service as the tests run it (tests.support.Service), but with the shipped
     defaults (no test tuning, SQLite `synchronous=FULL`, one worker per core) unless
-    `extra_env` says otherwise, on a fresh data dir removed at `stop()`, with its memory
-    sampled while it runs and one keep-alive admin client."""
+    `extra_env` says otherwise, from this checkout's `src/`, on a fresh data dir removed at
+    `stop()`, with its memory sampled while it runs and one keep-alive admin client."""
 
     def __init__(self, database_url: str, extra_env: dict[str, str] | None = None) -> None:
         super().__init__(
             Path(tempfile.mkdtemp(prefix="bench-data-", dir="/tmp")),
             database_url,
-            extra_env={"AUDITRELAY_LOG_LEVEL": "warning", **(extra_env or {})},
+            extra_env={
+                "AUDITRELAY_LOG_LEVEL": "warning",
+                "PYTHONPATH": this_checkout_first(),
+                **(extra_env or {}),
+            },
             synchronous=None,
             tuned=False,
             ready_timeout=60,
