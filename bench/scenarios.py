@@ -504,7 +504,8 @@ def status_before(service: Service, destination_id: str, at: float) -> Result:
 def _outage_run(service: Service, destination_id: str, target: Intermittent, seconds: float) -> Result:
     """Take the receiver down for `seconds` while events keep coming, bring it back, and
     time from the moment it listened again to the first request it read."""
-    service.wait_drained(destination_id, timeout=60, interval=0.2)  # start from healthy
+    first_request(target, timeout=30)  # start from healthy: it has delivered, and caught up
+    service.wait_drained(destination_id, timeout=60, interval=0.2)
     target.down()
     time.sleep(seconds)
     before = status_before(service, destination_id, time.time())
