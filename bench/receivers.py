@@ -51,6 +51,10 @@ class PathStats:
     distinct: int = 0
     first_at: float = 0.0
     last_at: float = 0.0
+    #: The first and last requests that carried events of this run (not the service's own
+    #: audit events, such as a pause streamed before it took effect).
+    first_event_at: float = 0.0
+    last_event_at: float = 0.0
     seen: bytearray = field(default_factory=bytearray)
     latencies_ms: list[float] = field(default_factory=list)
 
@@ -63,6 +67,8 @@ class PathStats:
             "duplicates": self.events - self.distinct,
             "first_at": self.first_at,
             "last_at": self.last_at,
+            "first_event_at": self.first_event_at,
+            "last_event_at": self.last_event_at,
         }
 
 
@@ -86,7 +92,11 @@ class Counter:
         stats.bytes += len(body) if wire_bytes is None else wire_bytes
         stats.last_at = at
         seen = stats.seen
-        for match in self.id_pattern.findall(body):
+        matches = self.id_pattern.findall(body)
+        if matches:
+            stats.first_event_at = stats.first_event_at or at
+            stats.last_event_at = at
+        for match in matches:
             index = int(match, 16)
             if index >= len(seen):
                 seen.extend(bytes(max(index + 1 - len(seen), len(seen))))

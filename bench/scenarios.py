@@ -409,7 +409,8 @@ def drain_timer(service: Service, destination_id: str) -> Callable[[], list[Any]
 def _slow_run(ctx: Context, settings: dict[str, Any], path: str, floor: int) -> Result:
     """One destination behind a receiver answering every request 50 ms late. A backlog of
     `SLOW_SECONDS` of delivery at the floor rate is stored while it is paused, then it is
-    resumed: timed from the first request the receiver read to the last, with the CPU of
+    resumed: timed from the first request carrying its events that the receiver read to the
+    last (the service's own audit events, such as the pause, do not count), with the CPU of
     all the service's processes over the drain alone (the status polls included)."""
     count = ctx.size(floor * SLOW_SECONDS, floor * 3)
     prefix = new_run_prefix()
@@ -433,7 +434,7 @@ def _slow_run(ctx: Context, settings: dict[str, Any], path: str, floor: int) -> 
         in_flight = samples()
         got = arrived(server, path or HEC_PATH)
         run["most_concurrent"] = server.most_concurrent()
-    seconds = got["last_at"] - got["first_at"]
+    seconds = got["last_event_at"] - got["first_event_at"]
     run.update(
         stored=report.events,
         drained=drained,
