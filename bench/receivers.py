@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
@@ -82,6 +82,7 @@ class Counter:
         self.most_pending = 0
         #: The POSTs held unanswered, every 0.1 s while any were (the sender's window over time).
         self.pending_samples: list[tuple[float, int]] = []
+        self.connections: set[asyncio.Transport] = set()
 
     def record(self, path: str, body: bytes, at: float, wire_bytes: int | None = None) -> None:
         """Count one request; `wire_bytes` is its size as sent when `body` was decompressed."""
@@ -132,6 +133,11 @@ class CountingProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.counter.connections.add(self.transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is not None:
+            self.counter.connections.discard(self.transport)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -207,8 +213,18 @@ async def serve_counting(port: int, id_prefix: str, delay: float = 0.0) -> None:
     print(f"ready {time.time():.6f}", flush=True)
     async with server:
         await stop.wait()
+        # Stop reading before the final report, so nothing arrives after it is taken: a
+        # request read and not yet answered is simply never answered (the sender re-sends it).
+        server.close()
+        for transport in list(counter.connections):
+            transport.abort()
     if sampler is not None:
         sampler.cancel()
+    final = {
+        "stats": counter.report("/__stats"),
+        "ids": {path: counter.report(f"/__ids?path={quote(path)}") for path in counter.paths},
+    }
+    print(json.dumps(final), flush=True)
 
 
 async def sample_pending(counter: Counter, interval: float = 0.1) -> None:
@@ -278,10 +294,15 @@ class CountingReceiver:
         ]
         return result
 
-    def close(self) -> None:
+    def close(self) -> dict[str, Any]:
+        """Stop it; what it received, taken once it stopped reading: `stats` and `ids` by path."""
         self.client.close()
         self.process.terminate()
-        self.process.wait(10)
+        assert self.process.stdout is not None
+        final, _ = self.process.communicate(timeout=30)
+        lines = final.splitlines()
+        result: dict[str, Any] = json.loads(lines[-1]) if lines else {"stats": {}, "ids": {}}
+        return result
 
 
 class Intermittent:
@@ -307,12 +328,12 @@ class Intermittent:
         return self.current.ready_at
 
     def down(self) -> None:
-        """Keep what this incarnation received, and end it."""
+        """End this incarnation, and keep what it received (taken once it stopped reading)."""
         assert self.current is not None, "already down"
-        self.seen.update(self.current.ids(self.path))
-        self.events += self.current.stats().get(self.path, {}).get("events", 0)
-        self.current.close()
+        final = self.current.close()
         self.current = None
+        self.seen.update(final["ids"].get(self.path, []))
+        self.events += final["stats"].get(self.path, {}).get("events", 0)
 
     def first_at(self) -> float | None:
         """When this incarnation read its first request at `path`, if it has."""
