@@ -1,6 +1,7 @@
 """Benchmarks of auditrelay (issue 5): `bench/run.py SCENARIO [--backend ...] [--quick]`.
 
-Scenarios: ingest, e2e-batched, e2e-per-event, latency, fan-out, backlog, or all. Each
+Scenarios: ingest, e2e-batched, e2e-per-event, latency, fan-out, backlog (issue 5);
+slow-receiver, outage, kills, large-backlog (issue 13: delivery under strain); or all. Each
 starts the service as a real process on a fresh store (SQLite in a temp dir, or a new
 PostgreSQL database dropped afterwards). Every result is saved as
 bench/results/<timestamp>-<scenario>-<backend>.json; a Markdown table ends the run.
@@ -31,6 +32,10 @@ FLOORS = {
     "latency": "p50 ≤ 20 ms, p99 ≤ 100 ms",
     "fan-out": "lag flat, 0 loss",
     "backlog": "drain ≥ 30,000 ev/s, peak ≤ 300 MB",
+    "slow-receiver": "per-event ≥ 1,000 ev/s, HEC ≥ 30,000 ev/s",
+    "outage": "back → delivery ≤ 30 s; Retry now → delivery ≤ 1 s",
+    "kills": "0 lost; duplicates/kill ≤ window",
+    "large-backlog": "peak < 400 MB",
 }
 
 
@@ -75,6 +80,7 @@ def save(result: Result, ctx: Context, info: dict[str, Any]) -> Path:
         "recorded_at": stamp,
         "command": " ".join(["bench/run.py", *sys.argv[1:]]),
         "commit": commit(),
+        "service_src": str(ROOT / "src"),  # what the service ran (bench/service.py puts it first)
         "machine": info,
         "service_env": ctx.service_env or "defaults (AUDITRELAY_SQLITE_SYNCHRONOUS=FULL)",
         "result": result,
@@ -102,7 +108,33 @@ def notes(r: Result) -> str:
         parts.append(f"stored at {r['ingest_events_per_s']:,} ev/s first; drain rate shown")
     if r["scenario"] in ("e2e-batched", "e2e-per-event"):
         parts.append(f"ingest alone {r['ingest_events_per_s']:,} ev/s")
+    parts += strain_notes(r)
     return "; ".join(parts)
+
+
+def strain_notes(r: Result) -> list[str]:
+    """The figures of the issue 13 scenarios that the table's columns do not hold."""
+    parts = []
+    if r["scenario"] == "slow-receiver":
+        for name in ("http", "hec"):
+            run = r[name]
+            parts.append(
+                f"{name}: {run['events_per_s']:,} ev/s, {run['cpu_us_per_event']} CPU-µs/ev, "
+                f"most concurrent {run['most_concurrent']}"
+            )
+    if r["scenario"] == "outage":
+        parts.append(f"worst back → first delivery {r['worst_recovery_s']} s of {r['recoveries_s']}")
+        parts.append(f"Retry now → first delivery {r['retry_to_first_s']} s; lost {r['lost']}")
+    if r["scenario"] == "kills":
+        for name, t in r["destinations"].items():
+            parts.append(
+                f"{name}: lost {t['lost']}, dup {t['duplicates']} ({t['duplicates_per_kill']}/kill "
+                f"≤ {t['bound_per_kill']:,})"
+            )
+        parts.append(f"{r['kills']} kills at {r['rate']} ev/s, seed {r['seed']}")
+    if r["scenario"] == "large-backlog":
+        parts.append(f"{r['drain_mb_per_s']} MB/s; most in flight {r['most_in_flight_in_status']}")
+    return parts
 
 
 def table(results: list[Result]) -> str:
@@ -120,7 +152,7 @@ def table(results: list[Result]) -> str:
             r["backend"],
             f"{r.get('events', 0):,}",
             f"{r.get('seconds', 0):.2f}",
-            f"{r.get('events_per_s', 0):,}",
+            "-" if r.get("events_per_s", 0) is None else f"{r.get('events_per_s', 0):,}",
             *(f"{lat[k]:.1f}" if k in lat else "-" for k in ("p50", "p95", "p99")),
             f"{r.get('peak_rss_mb', '-')}; {r.get('rss_hwm_sum_mb', '-')}",
             complete,
@@ -151,6 +183,11 @@ def main() -> None:
         help="batch_format of the latency scenario's http destination (none: one request per event)",
     )
     parser.add_argument("--concurrency", type=int, default=6, help="concurrent ingest requests")
+    parser.add_argument(
+        "--outage-seconds", type=float, help="how long the outage scenario's receiver is down (300; quick 40)"
+    )
+    parser.add_argument("--runs", type=int, help="outages in a row of the outage scenario (5; quick 2)")
+    parser.add_argument("--seed", type=int, help="of the kill moments of the kills scenario (random)")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="service setting")
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results/*.json")
     args = parser.parse_args()
@@ -166,7 +203,15 @@ def main() -> None:
     for name in names:
         for backend in backends:
             ctx = Context(
-                backend, args.quick, args.receiver, args.concurrency, args.latency_format, service_env
+                backend,
+                args.quick,
+                args.receiver,
+                args.concurrency,
+                args.latency_format,
+                service_env,
+                args.outage_seconds,
+                args.runs,
+                args.seed,
             )
             print(
                 f"== {name} on {backend}{' (quick)' if args.quick else ''} ...", file=sys.stderr, flush=True

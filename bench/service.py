@@ -6,9 +6,11 @@ import contextlib
 import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +22,17 @@ if str(ROOT) not in sys.path:  # run as `python bench/run.py`: the repo root hol
     sys.path.insert(1, str(ROOT))
 
 from tests.support import Service as TestService  # noqa: E402 - needs the path above
-from tests.support import free_port, wait_until  # noqa: E402
+from tests.support import alive, free_port, wait_until  # noqa: E402
 
-__all__ = ["PG_ADMIN_URL", "ROOT", "MemorySampler", "Service", "free_port", "fresh_store"]
+__all__ = [
+    "PG_ADMIN_URL",
+    "ROOT",
+    "MemorySampler",
+    "Service",
+    "free_port",
+    "fresh_store",
+    "tree_cpu_seconds",
+]
 
 PG_ADMIN_URL = os.environ.get("AUDITRELAY_BENCH_PG", "postgresql://127.0.0.1:5432/test")
 
@@ -110,6 +120,7 @@ def tree_status(pid: int) -> dict[str, int]:
 
 
 def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` and its descendants (those alive now)."""
     total = 0.0
     for member in process_tree(pid):
         try:
@@ -148,17 +159,28 @@ class MemorySampler:
         self._thread.join()
 
 
+def this_checkout_first() -> str:
+    """A PYTHONPATH that makes `python -m auditrelay` import this checkout's `src/`. The venv
+    may be shared with another work tree (an editable install of *its* `src/`), and the
+    figures must be those of the commit the results name."""
+    return os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+
+
 class Service(TestService):
     """The service as the tests run it (tests.support.Service), but with the shipped
     defaults (no test tuning, SQLite `synchronous=FULL`, one worker per core) unless
-    `extra_env` says otherwise, on a fresh data dir removed at `stop()`, with its memory
-    sampled while it runs and one keep-alive admin client."""
+    `extra_env` says otherwise, from this checkout's `src/`, on a fresh data dir removed at
+    `stop()`, with its memory sampled while it runs and one keep-alive admin client."""
 
     def __init__(self, database_url: str, extra_env: dict[str, str] | None = None) -> None:
         super().__init__(
             Path(tempfile.mkdtemp(prefix="bench-data-", dir="/tmp")),
             database_url,
-            extra_env={"AUDITRELAY_LOG_LEVEL": "warning", **(extra_env or {})},
+            extra_env={
+                "AUDITRELAY_LOG_LEVEL": "warning",
+                "PYTHONPATH": this_checkout_first(),
+                **(extra_env or {}),
+            },
             synchronous=None,
             tuned=False,
             ready_timeout=60,
@@ -167,7 +189,12 @@ class Service(TestService):
         self.api: httpx.Client | None = None
 
     def start(self) -> Service:
+        """Start (or, after `kill`, restart on the same store and port) and wait until ready."""
         super().start()
+        if self.memory is not None:
+            self.memory.stop()
+        if self.api is not None:
+            self.api.close()
         self.memory = MemorySampler(self.pid)
         self.api = httpx.Client(
             base_url=self.base_url, headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=30
@@ -206,6 +233,21 @@ class Service(TestService):
         shutil.rmtree(self.data_dir, ignore_errors=True)
         return returncode
 
+    def kill(self, timeout: float = 30) -> None:
+        """SIGKILL every process of the service at once, as a crash of the machine would, and
+        wait until they are gone; the data dir stays for `start()` to go on with it."""
+        assert self.process is not None
+        if self.memory is not None:
+            self.memory.stop()
+        members = process_tree(self.pid)
+        for member in members:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(member, signal.SIGKILL)
+        self.process.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while any(alive(m) for m in members[1:]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     def log(self, whole: bool = False) -> str:
         return super().log(whole) if whole else super().log()[-3000:]
 
@@ -237,6 +279,10 @@ class Service(TestService):
     def set_paused(self, destination_id: str, paused: bool) -> None:
         action = "pause" if paused else "resume"
         self._client().post(f"/api/v1/destinations/{destination_id}/{action}").raise_for_status()
+
+    def retry_now(self, destination_id: str) -> None:
+        """ "Retry now": the destination's next attempt comes at once, the backoff starts over."""
+        self._client().post(f"/api/v1/destinations/{destination_id}/retry").raise_for_status()
 
     def wait_drained(self, destination_id: str, timeout: float, interval: float = 0.05) -> bool:
         """Poll until the destination's lag is 0; False on timeout."""

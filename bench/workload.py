@@ -1,4 +1,5 @@
-"""Events and the clients that send them: a concurrent bulk client and a paced producer.
+"""Events and the clients that send them: a concurrent bulk client, a paced producer, and a
+steady producer that rides out a service being killed.
 
 Event `i` of a run has the id `<run prefix>-<i as 12 hex digits>`, so a receiver can tell
 which events of the run arrived without being told the ids. Its action and entity path
@@ -38,8 +39,12 @@ def action_and_path(i: int) -> tuple[str, str]:
     return f"grp{i % 10}.{VERBS[(i // 100) % 2]}", f"ns{(i // 10) % 10}/proj{i % 7}"
 
 
-def event(prefix: str, i: int, sent_at: float | None = None) -> bytes:
+def event(prefix: str, i: int, sent_at: float | None = None, pad: int = 0) -> bytes:
+    """Event `i`; `sent_at` goes into `details.bench_sent`, `pad` bytes of padding into
+    `details.pad` (for events of a given size)."""
     extra = b',"bench_sent":%.6f' % sent_at if sent_at is not None else b""
+    if pad:
+        extra += b',"pad":"' + b"x" * pad + b'"'
     return TEMPLATE % (
         prefix.encode(),
         i,
@@ -58,6 +63,15 @@ def batch_body(prefix: str, start: int, stop: int, sent_at: float | None = None)
 def batch_bodies(prefix: str, count: int, size: int) -> Iterator[bytes]:
     for start in range(0, count, size):
         yield batch_body(prefix, start, min(start + size, count))
+
+
+def large_bodies(prefix: str, count: int, event_bytes: int, per_request: int) -> Iterator[bytes]:
+    """`count` events of about `event_bytes` each, `per_request` to a body, generated as sent
+    (a backlog of 1 MB events does not fit in the client's memory at once)."""
+    pad = max(0, event_bytes - len(event(prefix, 0)))
+    for start in range(0, count, per_request):
+        stop = min(start + per_request, count)
+        yield b"[" + b",".join(event(prefix, i, pad=pad) for i in range(start, stop)) + b"]"
 
 
 def percentiles(values: list[float]) -> dict[str, float] | None:
@@ -195,3 +209,69 @@ def paced(url: str, token: str, prefix: str, rate: int, seconds: float, tick: fl
     report.finished = time.time()
     report.client_cpu_s = _cpu() - cpu
     return report
+
+
+class Steady:
+    """Events at `rate` a second, in order, from a thread, until `stop()`: each request
+    carries the events due since the last one (at most `max_batch`). A request not answered
+    202 (the service is down, or was killed while answering) is sent again, the same events
+    with the same ids, until it is: the store takes an id once, so a retry of events that
+    were in fact stored stores nothing twice. So events 0 .. `report.events` - 1 were all
+    answered 202 and no later one was, except perhaps those of the last request, in flight
+    when stopped (`unanswered_at_stop`)."""
+
+    def __init__(self, url: str, token: str, prefix: str, rate: float, max_batch: int = 1000) -> None:
+        self.url, self.token, self.prefix, self.rate, self.max_batch = url, token, prefix, rate, max_batch
+        self.report = IngestReport()
+        #: Requests sent again after no answer or an answer other than 202.
+        self.retries = 0
+        self.unanswered_at_stop = 0
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Steady:
+        self.report.started = time.time()
+        self._thread.start()
+        return self
+
+    def stop(self) -> IngestReport:
+        self._halt.set()
+        self._thread.join(30)
+        self.report.finished = time.time()
+        return self.report
+
+    def _run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        begin, cpu = time.monotonic(), _cpu()
+        with httpx.Client(base_url=self.url, headers=headers, timeout=10) as client:
+            while not self._halt.is_set():
+                sent = self.report.events
+                due = min(int((time.monotonic() - begin) * self.rate), sent + self.max_batch)
+                if due <= sent:
+                    self._halt.wait(min(0.01, 1 / self.rate))
+                    continue
+                if not self._send(client, sent, due):
+                    self.retries += 1
+                    if self._halt.wait(0.05):
+                        self.unanswered_at_stop = due - sent
+        self.report.client_cpu_s = _cpu() - cpu
+
+    def _send(self, client: httpx.Client, start: int, stop: int) -> bool:
+        body = b"[" + b",".join(event(self.prefix, i) for i in range(start, stop)) + b"]"
+        started = time.perf_counter()
+        try:
+            response = client.post("/api/v1/events", content=body)
+        except httpx.HTTPError as exc:
+            self._failed(repr(exc))
+            return False
+        self.report.requests += 1
+        self.report.request_ms.append((time.perf_counter() - started) * 1000)
+        if response.status_code != 202:
+            self._failed(f"{response.status_code} {response.text[:200]}")
+            return False
+        self.report.events = stop
+        return True
+
+    def _failed(self, problem: str) -> None:
+        if len(self.report.failures) < 20:  # the first few say enough
+            self.report.failures.append(problem)
