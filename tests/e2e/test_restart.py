@@ -67,18 +67,22 @@ def test_sigterm_lets_the_request_in_flight_finish_and_commits_it(
     fresh_service.synchronous = None
     service = fresh_service.start()
     receiver.delay(0.05)
-    service.add_destination(name="g", kind="http", url=receiver.url, event_types=["document.*"])
-    events = [make_event(action="document.view") for _ in range(80)]
+    # A window of four requests at 50 ms each: about 80 events a second, so the stop lands
+    # mid-stream with requests in flight.
+    service.add_destination(
+        name="g", kind="http", url=receiver.url, event_types=["document.*"], delivery={"max_in_flight": 4}
+    )
+    events = [make_event(action="document.view") for _ in range(200)]
     service.send(events)
     wait_until(lambda: len(receiver.events()) >= 10, what="delivery under way")
     service.stop()  # SIGTERM: graceful
-    assert len(receiver.events()) < 80, "the stop must land mid-stream"
+    assert len(receiver.events()) < 200, "the stop must land mid-stream"
     receiver.delay(0)
     service.start()
     marker = make_event(action="document.marker")
     service.send(marker)
     wait_until(lambda: marker in receiver.events(), timeout=20, what="the rest after restart")
-    wait_until(lambda: len(receiver.events()) >= 81, timeout=20, what="every event after restart")
+    wait_until(lambda: len(receiver.events()) >= 201, timeout=30, what="every event after restart")
     # A graceful stop lets the requests in flight be answered and commits them: nothing is
     # sent twice.
     received = [e["id"] for e in receiver.events()]
