@@ -32,7 +32,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
@@ -86,7 +86,6 @@ class _Ticket:
     sent_at_ms: int = 0
     #: Events of it delivered: counted once it is done.
     delivered: int = 0
-    holds_slot: bool = field(default=False)
 
 
 class DeliveryLoop:
@@ -263,8 +262,7 @@ class DeliveryLoop:
             return
         # Rendered, not sent yet: a probe (`_probe`) may take the next one out of turn.
         self._unsent = deque(
-            _Ticket(r, last if i == len(requests) - 1 else r.events[-1].seq, holds_slot=True)
-            for i, r in enumerate(requests)
+            _Ticket(r, last if i == len(requests) - 1 else r.events[-1].seq) for i, r in enumerate(requests)
         )
         while self._unsent:
             while self._window.full:
@@ -348,7 +346,7 @@ class DeliveryLoop:
         """A ticket is accepted (or its refused events set aside): the cursor may pass it."""
         self._accepted_through = ticket.through
         self._accepted_events += ticket.delivered
-        if ticket.holds_slot:
+        if ticket.request is not None:  # it holds a slot until its commit lands
             self._uncommitted.append(ticket)
         if self._commit_task is None or self._commit_task.done():
             self._raise_commit_error()
@@ -393,7 +391,7 @@ class DeliveryLoop:
             request = next(iter(self.kind.requests(self.destination, events)), None) if events else None
             if request is None:
                 return
-            probe = _Ticket(request, request.events[-1].seq, holds_slot=True)
+            probe = _Ticket(request, request.events[-1].seq)
             self._position = probe.through
             self._send(probe)
         assert probe.task is not None
