@@ -1,4 +1,4 @@
-"""`auditrelay serve | migrate | token create`.
+"""`auditrelay serve | migrate | token create|list|revoke | org create|list | user create`.
 
 Heavy modules (the store, the app) are imported where they are used: with several workers,
 the `serve` process itself only supervises them, and should not carry what they carry.
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 
 from auditrelay.config import Settings, configure_logging
-from auditrelay.errors import ConfigurationError
+from auditrelay.errors import AuditrelayError, ConfigurationError
 
 if TYPE_CHECKING:
     from auditrelay.store import Database
@@ -41,6 +41,20 @@ def main(argv: list[str] | None = None) -> None:
     token_commands.add_parser("list", help="list tokens (never their secrets)")
     revoke = token_commands.add_parser("revoke", help="revoke a token: refused at once")
     revoke.add_argument("token_id")
+    org = commands.add_parser("org", help="manage organizations")
+    org_commands = org.add_subparsers(dest="org_command", required=True)
+    org_create = org_commands.add_parser("create", help="create an organization")
+    org_create.add_argument("name")
+    org_commands.add_parser("list", help="list organizations")
+    user = commands.add_parser("user", help="manage people")
+    user_commands = user.add_subparsers(dest="user_command", required=True)
+    user_create = user_commands.add_parser(
+        "create", help="create a person; their password is read from standard input"
+    )
+    user_create.add_argument("email")
+    user_create.add_argument("--admin", action="store_true", help="an instance admin")
+    user_create.add_argument("--org", default=None, help="the organization they belong to")
+    user_create.add_argument("--role", choices=("owner", "viewer"), default=None, help="their role there")
     args = parser.parse_args(argv)
 
     try:
@@ -64,8 +78,13 @@ def main(argv: list[str] | None = None) -> None:
             print("database is at the latest schema", file=sys.stderr)
         elif args.command == "token":
             _token_command(args, settings)
-    except ConfigurationError as exc:
-        sys.exit(f"auditrelay: {exc.detail}")
+        elif args.command == "org":
+            _org_command(args, settings)
+        elif args.command == "user":
+            _user_command(args, settings)
+    except AuditrelayError as exc:
+        reasons = "".join(f"; {e.field}: {e.message}" if e.field else f"; {e.message}" for e in exc.errors)
+        sys.exit(f"auditrelay: {exc.detail}{reasons}")
 
 
 def _token_command(args: argparse.Namespace, settings: Settings) -> None:
@@ -112,6 +131,94 @@ def _token_command(args: argparse.Namespace, settings: Settings) -> None:
             except NotFound:
                 sys.exit(f"auditrelay: no token {args.token_id}")
             print(f"revoked {record.id} ({record.name}) at {render_token(record)['revoked_at']}")
+    finally:
+        database.dispose()
+
+
+#: Who acts in the audit events of changes made on the command line.
+CLI_ACTOR_NAME = "auditrelay cli"
+
+
+def _cli_principal() -> Any:
+    from auditrelay.security import Principal, Role
+    from auditrelay.services import RequestContext
+
+    return (
+        Principal(token_id="", name=CLI_ACTOR_NAME, role=Role.ADMIN, org=None),
+        RequestContext(ip_address=None, user_agent=CLI_ACTOR_NAME),
+    )
+
+
+def _org_command(args: argparse.Namespace, settings: Settings) -> None:
+    """`org create NAME` prints the name; `org list` a table."""
+    from auditrelay.services import ORG_NAME, ORG_NAME_RULE, org_audit_event
+    from auditrelay.store import Database, cli_create_org, cli_list_orgs, iso_from_ms, upgrade_to_head
+
+    database = Database(settings)
+    try:
+        upgrade_to_head(database)
+        if args.org_command == "create":
+            if not ORG_NAME.fullmatch(args.name):
+                sys.exit(f"auditrelay: the organization's name {ORG_NAME_RULE}")
+            principal, context = _cli_principal()
+            record = cli_create_org(
+                database, args.name, lambda r: [org_audit_event("create", r, principal, context)]
+            )
+            print(record.name)
+        else:
+            print(f"{'NAME':24}  {'DESTINATIONS':>12}  {'TOKENS':>6}  {'MEMBERS':>7}  {'CREATED':24}  TITLE")
+            for org in cli_list_orgs(database):
+                created = iso_from_ms(org.created_at_ms) if org.created_at_ms else "-"
+                print(
+                    f"{org.name:24}  {org.destinations:>12}  {org.tokens:>6}  {org.members:>7}  "
+                    f"{created:24}  {org.title}"
+                )
+    finally:
+        database.dispose()
+
+
+def _user_command(args: argparse.Namespace, settings: Settings) -> None:
+    """`user create EMAIL --admin | --org O --role owner|viewer`, the password on stdin
+    (a prompt without echo on a terminal, the first line of a pipe)."""
+    import getpass
+
+    from auditrelay.model import Membership
+    from auditrelay.security import hash_password, password_problem
+    from auditrelay.services import check_email, user_audit_event
+    from auditrelay.store import Database, cli_create_user, upgrade_to_head
+
+    if args.admin == bool(args.org):
+        sys.exit("auditrelay: give either --admin, or --org NAME with --role owner|viewer")
+    if args.org and not args.role:
+        sys.exit("auditrelay: give the person's --role in the organization: owner or viewer")
+    if args.admin and args.role:
+        sys.exit("auditrelay: --role is for --org; an admin has every role")
+    try:
+        email = check_email(args.email)
+    except ValueError as exc:
+        sys.exit(f"auditrelay: the email {exc}")
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            sys.exit("auditrelay: the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if (problem := password_problem(password)) is not None:
+        sys.exit(f"auditrelay: the password {problem}")
+    database = Database(settings)
+    try:
+        upgrade_to_head(database)
+        principal, context = _cli_principal()
+        member_of = [Membership(args.org, args.role)] if args.org else []
+        record = cli_create_user(
+            database,
+            email,
+            hash_password(password),
+            args.admin,
+            member_of,
+            lambda u: [user_audit_event("create", u, principal, context)],
+        )
+        print(record.id)
     finally:
         database.dispose()
 

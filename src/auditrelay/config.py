@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     #: event), long before it times out.
     slow_request_seconds: float = Field(default=5.0, gt=0)
     create_initial_tokens: bool = True
+    #: A person's session lasts this long from sign-in (sign-out, locking or removing the
+    #: person ends it sooner).
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    #: Session cookies carry `Secure`: browsers send them over HTTPS only (and to
+    #: http://localhost). Turn off only to try the panel over plain HTTP on another host.
+    cookie_secure: bool = True
 
     @model_validator(mode="after")
     def _hard_max_covers_retention(self) -> Settings:

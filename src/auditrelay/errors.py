@@ -76,6 +76,18 @@ class Conflict(AuditrelayError):
     title = "Conflict"
 
 
+class TooManyAttempts(AuditrelayError):
+    """Wrong passwords in a row: the next attempt is checked only after a wait (429, with
+    Retry-After in whole seconds)."""
+
+    status = 429
+    title = "Too many attempts"
+
+    def __init__(self, detail: str, retry_after_seconds: float) -> None:
+        super().__init__(detail)
+        self.retry_after_seconds = retry_after_seconds
+
+
 class RetryLater(AuditrelayError):
     """Nothing of the request was stored, and sending it again shortly should work (503,
     with Retry-After, so producers retry rather than drop)."""

@@ -24,7 +24,8 @@ import orjson
 from auditrelay.errors import FieldError, MalformedRequest, PayloadTooLarge, ValidationError
 from auditrelay.model import StateChange
 
-TOP_LEVEL_KEYS = ("id", "action", "actor", "context", "timestamp", "details", "entity", "target")
+TOP_LEVEL_KEYS = ("id", "org", "action", "actor", "context", "timestamp", "details", "entity", "target")
+MAX_ORG_LENGTH = 200
 ACTOR_TYPES = ("user", "service", "system", "anonymous")
 ACTION_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 MAX_ACTION_LENGTH = 200
@@ -50,6 +51,9 @@ class ValidEvent:
     #: The token acting, for the relay's own audit events (provenance); senders' events get
     #: the sending token's id when stored.
     token_id: str | None = None
+    #: The organization the event belongs to: given by the sender (instance tokens), or the
+    #: sending token's (then written into the body too, so every destination sees it).
+    org: str | None = None
 
     def differs_from(self, stored: bytes) -> bool:
         """True when `stored` (the body of an event with this id) is another event, not the
@@ -119,9 +123,15 @@ def parse_body(raw: bytes, content_type: str | None, max_events: int) -> list[An
 
 
 def validate_events(
-    items: list[Any], now: datetime | None = None, max_event_bytes: int | None = None
+    items: list[Any],
+    now: datetime | None = None,
+    max_event_bytes: int | None = None,
+    sender_org: str | None = None,
 ) -> list[ValidEvent]:
     """Validate every item; all-or-nothing: any error rejects the whole batch with all errors.
+
+    `sender_org` is the sending token's organization: an event that names none gets it, in
+    its body too. One naming another keeps it here; refusing it is the caller's part (403).
 
     An event larger than `max_event_bytes` once serialised is refused too (413, naming its
     index): every read of the log, every request and every dead letter holds whole events,
@@ -132,7 +142,7 @@ def validate_events(
     valid: list[ValidEvent] = []
     for index, item in enumerate(items):
         event_errors: list[FieldError] = []
-        event = _validate_one(item, index, received, event_errors)
+        event = _validate_one(item, index, received, event_errors, sender_org)
         if event_errors:
             errors.extend(event_errors)
         elif event is not None:
@@ -158,7 +168,9 @@ def validate_events(
     return valid
 
 
-def _validate_one(item: Any, index: int, received: datetime, errors: list[FieldError]) -> ValidEvent | None:
+def _validate_one(
+    item: Any, index: int, received: datetime, errors: list[FieldError], sender_org: str | None = None
+) -> ValidEvent | None:
     def fail(field: str, message: str) -> None:
         errors.append(FieldError(field=field, message=message, index=index))
 
@@ -170,6 +182,9 @@ def _validate_one(item: Any, index: int, received: datetime, errors: list[FieldE
             fail(key, f"unknown field {key!r}; allowed fields are {', '.join(TOP_LEVEL_KEYS)}")
 
     event_id = _check_id(item.get("id"), fail)
+    org = item.get("org")
+    if org is not None and (not isinstance(org, str) or not 0 < len(org) <= MAX_ORG_LENGTH):
+        fail("org", f"must be an organization's name (a string of 1 to {MAX_ORG_LENGTH} characters)")
     action = item.get("action")
     if action is None:
         fail("action", "is required")
@@ -189,6 +204,8 @@ def _validate_one(item: Any, index: int, received: datetime, errors: list[FieldE
     normalised = {"id": event_id, **item}
     normalised["id"] = event_id
     normalised["timestamp"] = timestamp
+    if org is None and sender_org is not None:
+        org = normalised["org"] = sender_org
     assert isinstance(action, str)
     return ValidEvent(
         id=event_id,
@@ -197,6 +214,7 @@ def _validate_one(item: Any, index: int, received: datetime, errors: list[FieldE
         occurred_at_ms=occurred_ms,
         body=orjson.dumps(normalised),
         timestamp_given=item.get("timestamp") is not None,
+        org=org,
     )
 
 

@@ -52,6 +52,40 @@ class TokenRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class OrgRecord:
+    """An organization, with how much it holds."""
+
+    name: str
+    title: str
+    created_at_ms: int
+    destinations: int = 0
+    tokens: int = 0
+    members: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    org: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """A person, as listings show them: never the password's hash."""
+
+    id: str
+    email: str
+    name: str | None
+    is_admin: bool
+    locked: bool
+    has_password: bool
+    sso_linked: bool
+    created_at_ms: int
+    last_sign_in_at_ms: int | None
+    memberships: tuple[Membership, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Header:
     name: str
     value: str
@@ -239,8 +273,12 @@ class DestinationOverview:
 
     destination: Destination
     status: DeliveryStatus | None
-    #: The newest sequence number of the log, for the lag.
+    #: The newest sequence number of the events the destination may receive: the log's, or
+    #: for an organization's destination, that organization's newest event's.
     head: int
+    #: Events after the cursor that the destination may receive (its organization's only,
+    #: for an organization's destination; its filters are not applied).
+    lag: int = 0
     #: When the first event the destination still owes was stored; None when caught up.
     oldest_pending_ms: int | None = None
     dead_letters: int = 0

@@ -23,6 +23,16 @@ def token(service: Service, role: str, org: str | None = None) -> str:
 
 def test_org_tokens_scope_events_and_destinations(fresh_service: Service) -> None:
     service = fresh_service.start()
+    for name in ("acme", "globex"):
+        made = subprocess.run(
+            [sys.executable, "-m", "auditrelay", "org", "create", name],
+            env=service.env(),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert made.stdout.strip() == name
     acme_admin, acme_ingest = token(service, "owner", "acme"), token(service, "ingest", "acme")
     globex_ingest = token(service, "ingest", "globex")
     acme_sink, instance_sink = Receiver(), Receiver()

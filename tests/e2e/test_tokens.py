@@ -149,6 +149,8 @@ def test_a_viewer_reads_and_changes_nothing(service: Service, namespace: str) ->
 
 
 def test_an_owner_manages_its_organizations_tokens_only(service: Service) -> None:
+    service.ensure_org("acme-tokens")
+    service.ensure_org("globex-tokens")
     acme = create(service, name="acme owner", role="owner", org="acme-tokens")["token"]
     other = create(service, name="globex viewer", role="viewer", org="globex-tokens")
     with client(service, acme) as owner:
@@ -237,6 +239,7 @@ def test_metrics_need_a_readers_token_and_show_only_what_it_may_see(service: Ser
     assert httpx.get(service.base_url + "/metrics").status_code == 401
     with service.ingest() as c:
         assert c.get("/metrics").status_code == 403
+    service.ensure_org("metrics-org")
     owner = create(service, name="metrics owner", role="owner", org="metrics-org")["token"]
     with client(service, owner) as c:
         mine = c.post(

@@ -154,6 +154,12 @@ class Service:
         result: dict[str, Any] = response.json()
         return result
 
+    def ensure_org(self, name: str) -> None:
+        """The organization exists (created by the admin unless it was already)."""
+        with self.admin() as client:
+            response = client.post("/api/v1/orgs", json={"name": name})
+        assert response.status_code in (201, 409), response.text
+
     def destination(self, destination_id: str) -> dict[str, Any]:
         with self.admin() as client:
             response = client.get(f"/api/v1/destinations/{destination_id}")

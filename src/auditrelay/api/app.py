@@ -19,13 +19,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auditrelay import __version__
-from auditrelay.api import destinations, ingest, log_browse, problems, recovery, tokens
+from auditrelay.api import destinations, ingest, log_browse, orgs, problems, recovery, session, tokens, users
 from auditrelay.api.auth import Authenticator, require_reader
 from auditrelay.cluster import DeliveryCoordinator
 from auditrelay.config import Settings, configure_logging
 from auditrelay.metrics import exposition
 from auditrelay.security import SecretBox
-from auditrelay.services import DestinationService, RecoveryService, TokenService
+from auditrelay.services import (
+    DestinationService,
+    OrgService,
+    RecoveryService,
+    SignInService,
+    TokenService,
+    UserService,
+)
 from auditrelay.store import Database, DestinationRows, ping
 
 log = logging.getLogger(__name__)
@@ -92,6 +99,9 @@ def create_app(settings: Settings) -> FastAPI:
         )
         app.state.recovery = RecoveryService(db, rows, app.state.destinations, wakeups, settings)
         app.state.tokens = TokenService(db)
+        app.state.orgs = OrgService(db, rows, on_destinations_removed=coordinator.destinations_changed)
+        app.state.users = UserService(db)
+        app.state.sign_in = SignInService(db, settings)
         await coordinator.start()
         log.info(
             "auditrelay %s ready on %s (process %d%s)",
@@ -119,6 +129,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(destinations.router)
     app.include_router(recovery.router)
     app.include_router(tokens.router)
+    app.include_router(orgs.router)
+    app.include_router(users.router)
+    app.include_router(session.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from auditrelay.api.auth import require_ingest
-from auditrelay.errors import MalformedRequest, PayloadTooLarge, UnsupportedMediaType
-from auditrelay.events import event_schema, parse_body, refuse_reserved, validate_events
+from auditrelay.errors import FieldError, Forbidden, MalformedRequest, PayloadTooLarge, UnsupportedMediaType
+from auditrelay.events import ValidEvent, event_schema, parse_body, refuse_reserved, validate_events
 from auditrelay.metrics import EVENTS_CONFLICTING, EVENTS_DUPLICATE, EVENTS_INGESTED
 from auditrelay.security import Principal
 from auditrelay.store import store_events
@@ -60,6 +60,20 @@ def decode_body(raw: bytes, encoding: str | None, limit: int) -> bytes:
     return bytes(out)
 
 
+def refuse_other_orgs(events: list[ValidEvent], own: str) -> None:
+    """An organization's token sends its own organization's events only (403, naming them)."""
+    others = [
+        FieldError("org", f"this token sends events of organization {own!r} only", index)
+        for index, event in enumerate(events)
+        if event.org != own
+    ]
+    if others:
+        raise Forbidden(
+            f"{len(others)} event(s) name another organization than the token's; nothing was stored",
+            others,
+        )
+
+
 @router.post(
     "/api/v1/events",
     status_code=202,
@@ -77,8 +91,10 @@ async def ingest_events(
     raw = await read_body(request, settings.max_request_bytes)
     raw = decode_body(raw, request.headers.get("content-encoding"), settings.max_request_bytes)
     items = parse_body(raw, request.headers.get("content-type"), settings.max_events_per_request)
-    events = validate_events(items, max_event_bytes=settings.max_event_bytes)
+    events = validate_events(items, max_event_bytes=settings.max_event_bytes, sender_org=principal.org)
     refuse_reserved(events)
+    if principal.org is not None:
+        refuse_other_orgs(events, principal.org)
 
     result = await state.db.run(store_events, state.db, events, principal.org, principal.token_id)
     state.wakeups.notify()

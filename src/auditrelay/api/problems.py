@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import orjson
@@ -11,7 +12,14 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from auditrelay.errors import AuditrelayError, FieldError, RetryLater, StoreUnavailable, Unauthenticated
+from auditrelay.errors import (
+    AuditrelayError,
+    FieldError,
+    RetryLater,
+    StoreUnavailable,
+    TooManyAttempts,
+    Unauthenticated,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +50,8 @@ def install(app: FastAPI) -> None:
                 log.error("database unavailable: %s", exc.__cause__)
             # Nothing was stored: the producer must retry, and Retry-After tells it when.
             headers = {"Retry-After": "5"}
+        elif isinstance(exc, TooManyAttempts):
+            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_seconds)))}
         return problem(exc.status, exc.title, exc.detail, exc.errors, headers)
 
     @app.exception_handler(RequestValidationError)

@@ -1,6 +1,21 @@
 """Roles and principals, secrets at rest, and the destination URL guard (no storage here)."""
 
-from auditrelay.security.principals import TOKEN_PREFIX, Principal, Role, digest, new_token, shown_prefix
+from auditrelay.security.passwords import (
+    hash_password,
+    needs_rehash,
+    password_problem,
+    sign_in_wait_seconds,
+    verify_password,
+)
+from auditrelay.security.principals import (
+    TOKEN_PREFIX,
+    Principal,
+    Role,
+    digest,
+    new_session_secret,
+    new_token,
+    shown_prefix,
+)
 from auditrelay.security.secrets import SecretBox, mask
 from auditrelay.security.url_guard import INTERNAL_HINT, UnsafeUrl, check_destination_url, is_internal_address
 
@@ -13,8 +28,14 @@ __all__ = [
     "UnsafeUrl",
     "check_destination_url",
     "digest",
+    "hash_password",
     "is_internal_address",
     "mask",
+    "needs_rehash",
+    "new_session_secret",
     "new_token",
+    "password_problem",
     "shown_prefix",
+    "sign_in_wait_seconds",
+    "verify_password",
 ]

@@ -42,12 +42,34 @@ class Role(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: resolved from a bearer token."""
+    """Who is calling: a bearer token, or a person signed in (a session cookie).
+
+    `role` and `org` are what this request may do and where: a person in several
+    organizations acts in one at a time (the one they chose, see `api.auth`)."""
 
     token_id: str
     name: str
     role: Role
     org: str | None
+    #: The person signed in (then `token_id` is empty and `name` is their email).
+    user_id: str | None = None
+    #: A person's organizations and their role in each; empty for tokens and admins.
+    memberships: tuple[tuple[str, Role], ...] = ()
+
+    @property
+    def orgs_visible(self) -> tuple[str, ...] | None:
+        """The organizations this caller may see: None for all (instance-wide)."""
+        if self.org is None:
+            return None
+        if self.user_id is not None:
+            return tuple(org for org, _ in self.memberships)
+        return (self.org,)
+
+    def actor(self) -> dict[str, object]:
+        """Who acted, as the relay's own audit events name them."""
+        if self.user_id is not None:
+            return {"type": "user", "user": {"id": self.user_id, "email": self.name}}
+        return {"type": "service", "token": {"id": self.token_id, "name": self.name}}
 
 
 def digest(token: str) -> str:
@@ -57,6 +79,11 @@ def digest(token: str) -> str:
 def new_token(role: Role) -> str:
     """A fresh random token for `role`, recognisable by its prefix."""
     return TOKEN_PREFIX[role.value] + secrets.token_urlsafe(32)
+
+
+def new_session_secret() -> str:
+    """A session cookie's value or a CSRF token: 256 random bits."""
+    return secrets.token_urlsafe(32)
 
 
 def shown_prefix(token: str, role: Role) -> str:

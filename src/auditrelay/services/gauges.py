@@ -54,7 +54,7 @@ class _Overviews(Collector):
             current = status.state if destination.active else DeliveryState.PAUSED
             for each in DeliveryState:
                 state.add_metric([*labels, each.value], 1.0 if each is current else 0.0)
-            lag.add_metric(labels, float(max(0, view.head - status.cursor)))
+            lag.add_metric(labels, float(view.lag))
             oldest = view.oldest_pending_ms
             lag_seconds.add_metric(labels, max(0.0, now - oldest / 1000) if oldest is not None else 0.0)
             in_flight.add_metric(labels, float(status.in_flight if destination.active else 0))

@@ -81,7 +81,7 @@ def render(view: DestinationOverview, hard_max_days: float | None = None) -> dic
             "state": status.state if destination.active else DeliveryState.PAUSED,
             "cursor": status.cursor,
             "head": head,
-            "lag": max(0, head - status.cursor),
+            "lag": view.lag,
             "lag_seconds": (
                 round(max(0.0, time.time() - view.oldest_pending_ms / 1000), 3)
                 if view.oldest_pending_ms is not None

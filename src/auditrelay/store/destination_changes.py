@@ -18,7 +18,8 @@ from auditrelay.events import ValidEvent
 from auditrelay.model import Destination, DestinationOverview
 from auditrelay.store import delivery_rows
 from auditrelay.store.destination_rows import DestinationRows
-from auditrelay.store.event_log import append_events, head_seq
+from auditrelay.store.event_log import append_events, head_seq, org_head
+from auditrelay.store.org_rows import require_org
 
 Audit = Callable[[Destination], Sequence[ValidEvent]]
 
@@ -26,14 +27,21 @@ Audit = Callable[[Destination], Sequence[ValidEvent]]
 def _overview(
     conn: Connection, rows: DestinationRows, destination: Destination, head: int
 ) -> DestinationOverview:
+    """`head` is the log's; an organization's destination is shown its organization's head
+    and lag, never figures of other organizations' events."""
     status = delivery_rows.read_status(conn, destination.id)
+    org = destination.org
+    if org is not None:
+        head = org_head(conn, org)
     if status is None:
         return DestinationOverview(destination, None, head)
+    lag = max(0, head - status.cursor) if org is None else delivery_rows.org_lag(conn, org, status.cursor)
     return DestinationOverview(
         destination,
         status,
         head,
-        oldest_pending_ms=delivery_rows.oldest_pending_received_at(conn, status.cursor),
+        lag=lag,
+        oldest_pending_ms=delivery_rows.oldest_pending_received_at(conn, status.cursor, org),
         dead_letters=delivery_rows.count_dead_letters(conn, destination.id),
         delivered_last_minute=delivery_rows.delivered_last_minute(conn, destination.id),
     )
@@ -64,6 +72,7 @@ def _audit(conn: Connection, events: Sequence[ValidEvent], org: str | None) -> i
 def create_destination(
     conn: Connection, rows: DestinationRows, destination: Destination, audit: Audit
 ) -> DestinationOverview:
+    require_org(conn, destination.org)
     # The audit event of the creation takes the log lock; the destination starts just
     # before it, so it receives exactly what is stored from its creation on.
     created_seq = _audit(conn, audit(destination), destination.org)

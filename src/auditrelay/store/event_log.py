@@ -19,12 +19,12 @@ from typing import Any
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from auditrelay.errors import RetryLater
+from auditrelay.errors import FieldError, RetryLater, ValidationError
 from auditrelay.events import ValidEvent
 from auditrelay.model import AppendResult, StoredEvent
 from auditrelay.store.database import Database
 from auditrelay.store.notifications import CHANNEL
-from auditrelay.store.tables import events, log_head
+from auditrelay.store.tables import events, log_head, orgs
 
 #: Bound the IN (...) list used to find already-stored ids.
 _ID_LOOKUP_CHUNK = 500
@@ -44,6 +44,7 @@ def store_events(
     for _attempt in range(APPEND_ATTEMPTS):
         try:
             with db.writing() as conn:
+                _refuse_unknown_orgs(conn, batch, org)
                 return append_events(conn, batch, org, token_id)
         except IntegrityError:
             continue
@@ -52,16 +53,36 @@ def store_events(
     )
 
 
+def _refuse_unknown_orgs(conn: Connection, batch: Sequence[ValidEvent], sender_org: str | None) -> None:
+    """422 naming each event whose `org` is no organization. The sender's own organization
+    needs no lookup: its token exists, and removing an organization revokes its tokens."""
+    named = {e.org for e in batch if e.org is not None and e.org != sender_org}
+    if not named:
+        return
+    known = set(conn.execute(select(orgs.c.name).where(orgs.c.name.in_(sorted(named)))).scalars())
+    errors = [
+        FieldError("org", f"no organization is named {e.org!r}", index)
+        for index, e in enumerate(batch)
+        if e.org is not None and e.org != sender_org and e.org not in known
+    ]
+    if errors:
+        raise ValidationError(
+            f"{len(errors)} event(s) name an unknown organization; nothing was stored", errors
+        )
+
+
 def append_events(
-    conn: Connection, batch: Sequence[ValidEvent], org: str | None, token_id: str | None = None
+    conn: Connection, batch: Sequence[ValidEvent], org: str | None = None, token_id: str | None = None
 ) -> AppendResult:
     """Store the events not stored yet, in one transaction (the caller's), in order.
 
     Each records the token that sent it: its own `token_id` (the relay's audit events carry
-    the acting token) or else `token_id`, the sender's.
+    the acting token) or else `token_id`, the sender's; and its organization: its own
+    `org` or else `org`.
 
-    An event whose id is already in the log (or earlier in this batch) is skipped: the
-    producer retried, and the log keeps one copy. Duplicates are looked up *before* the log
+    An event whose id is already in the log for its organization (or earlier in this batch)
+    is skipped: the producer retried, and the log keeps one copy. Another organization's
+    event with the same id is another event. Duplicates are looked up *before* the log
     lock is taken, so the lock is held only for the insert and the commit; if another
     transaction commits one of these ids in between, the unique index raises
     `IntegrityError` and `store_events` retries on a fresh transaction.
@@ -73,33 +94,38 @@ def append_events(
     already = stored_ids(conn, batch)
     # Bodies to compare re-sent events with: the stored ones, then this batch's own.
     earlier = _stored_bodies(conn, already) if already else {}
-    fresh = []
-    repeated: list[ValidEvent] = []
+    fresh: list[tuple[ValidEvent, str | None]] = []
+    repeated: list[tuple[ValidEvent, bytes]] = []
     for event in batch:
-        if event.id in already:
-            repeated.append(event)
+        key = (event.id, event.org if event.org is not None else org)
+        if key in already:
+            repeated.append((event, earlier[key]))
         else:
-            already.add(event.id)
-            earlier[event.id] = event.body
-            fresh.append(event)
-    ids = tuple(e.id for e in repeated)
-    conflicts = tuple(e.id for e in repeated if e.differs_from(earlier[e.id]))
+            already.add(key)
+            earlier[key] = event.body
+            fresh.append((event, key[1]))
+    ids = tuple(e.id for e, _ in repeated)
+    conflicts = tuple(e.id for e, stored in repeated if e.differs_from(stored))
     if not fresh:
         return AppendResult(0, len(batch), head_seq(conn), ids, conflicts)
-    head = append(conn, fresh, org, int(time.time() * 1000), token_id)
+    head = append(conn, fresh, int(time.time() * 1000), token_id)
     return AppendResult(len(fresh), len(repeated), head, ids, conflicts)
 
 
-def _stored_bodies(conn: Connection, ids: set[str]) -> dict[str, bytes]:
-    """The stored bodies of these ids (only read when a batch re-sends some: rare)."""
-    found: dict[str, bytes] = {}
-    wanted = sorted(ids)
+#: An event's identity in the log: its id within its organization (None: the instance's).
+EventKey = tuple[str, str | None]
+
+
+def _stored_bodies(conn: Connection, keys: set[EventKey]) -> dict[EventKey, bytes]:
+    """The stored bodies of these events (only read when a batch re-sends some: rare)."""
+    found: dict[EventKey, bytes] = {}
+    wanted = sorted({event_id for event_id, _ in keys})
     for start in range(0, len(wanted), _ID_LOOKUP_CHUNK):
         chunk = wanted[start : start + _ID_LOOKUP_CHUNK]
-        found.update(
-            (row.id, bytes(row.body))
-            for row in conn.execute(select(events.c.id, events.c.body).where(events.c.id.in_(chunk)))
-        )
+        query = select(events.c.id, events.c.org, events.c.body).where(events.c.id.in_(chunk))
+        for row in conn.execute(query):
+            if (row.id, row.org) in keys:
+                found[(row.id, row.org)] = bytes(row.body)
     return found
 
 
@@ -109,17 +135,20 @@ _COLUMNS = "seq, id, org, action, entity_path, occurred_at_ms, received_at_ms, b
 _INSERT_SQLITE = f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join(['?'] * 9)})"
 
 
-def _stored_ids_sqlite(conn: Connection, batch: Sequence[ValidEvent]) -> set[str]:
-    already: set[str] = set()
+def _stored_ids_sqlite(conn: Connection, batch: Sequence[ValidEvent]) -> set[EventKey]:
+    """(id, org) of the stored events sharing an id with the batch, whatever their
+    organization (few: an id is random)."""
+    already: set[EventKey] = set()
     ids = [event.id for event in batch]
     for start in range(0, len(ids), _ID_LOOKUP_CHUNK):
         chunk = ids[start : start + _ID_LOOKUP_CHUNK]
-        already.update(conn.execute(select(events.c.id).where(events.c.id.in_(chunk))).scalars())
+        query = select(events.c.id, events.c.org).where(events.c.id.in_(chunk))
+        already.update((row.id, row.org) for row in conn.execute(query))
     return already
 
 
 def _append_sqlite(
-    conn: Connection, fresh: list[ValidEvent], org: str | None, now_ms: int, token_id: str | None
+    conn: Connection, fresh: list[tuple[ValidEvent, str | None]], now_ms: int, token_id: str | None
 ) -> int:
     # One statement takes the log lock (the row lock, held until commit) and the sequence
     # numbers: sequence order is commit order.
@@ -142,7 +171,7 @@ def _append_sqlite(
             e.body,
             e.token_id or token_id,
         )
-        for n, e in enumerate(fresh)
+        for n, (e, org) in enumerate(fresh)
     ]
     # Straight to the driver's executemany: the SQL is fixed, and SQLAlchemy's per-row
     # parameter processing costs more than SQLite itself on this hot path.
@@ -153,7 +182,7 @@ def _append_sqlite(
 # PostgreSQL: each column of the batch travels as one array parameter, in psycopg's binary
 # format (`%b`: bytes as they are, not hex-escaped in an array literal). One statement for a
 # whole batch costs PostgreSQL one parse and one plan instead of one per row.
-_STORED_IDS_POSTGRESQL = "SELECT id FROM events WHERE id = ANY(%b::text[])"
+_STORED_IDS_POSTGRESQL = "SELECT id, org FROM events WHERE id = ANY(%b::text[])"
 
 # One statement, one round trip: take the log lock and the numbers (the UPDATE row-locks
 # `log_head` until commit, as on SQLite), insert the batch numbered `head - n + 1 ..
@@ -165,33 +194,33 @@ WITH head AS (
     UPDATE log_head SET head = head + %(n)s WHERE id = 1 RETURNING head
 ), stored AS (
     INSERT INTO events ({_COLUMNS})
-    SELECT head.head - %(n)s + e.ord, e.id, %(org)s::text, e.action, e.entity_path,
+    SELECT head.head - %(n)s + e.ord, e.id, e.org, e.action, e.entity_path,
            e.occurred_at_ms, %(now_ms)s::bigint, e.body, e.token_id
-    FROM head, unnest(%(ids)b::text[], %(actions)b::text[], %(paths)b::text[],
+    FROM head, unnest(%(ids)b::text[], %(orgs)b::text[], %(actions)b::text[], %(paths)b::text[],
                       %(occurred)b::bigint[], %(bodies)b::bytea[], %(tokens)b::text[])
-               WITH ORDINALITY AS e(id, action, entity_path, occurred_at_ms, body, token_id, ord)
+               WITH ORDINALITY AS e(id, org, action, entity_path, occurred_at_ms, body, token_id, ord)
 )
 SELECT head.head, pg_notify('{CHANNEL}', '') FROM head"""
 
 
-def _stored_ids_postgresql(conn: Connection, batch: Sequence[ValidEvent]) -> set[str]:
+def _stored_ids_postgresql(conn: Connection, batch: Sequence[ValidEvent]) -> set[EventKey]:
     ids = [event.id for event in batch]
-    return set(conn.exec_driver_sql(_STORED_IDS_POSTGRESQL, (ids,)).scalars())
+    return {(row[0], row[1]) for row in conn.exec_driver_sql(_STORED_IDS_POSTGRESQL, (ids,))}
 
 
 def _append_postgresql(
-    conn: Connection, fresh: list[ValidEvent], org: str | None, now_ms: int, token_id: str | None
+    conn: Connection, fresh: list[tuple[ValidEvent, str | None]], now_ms: int, token_id: str | None
 ) -> int:
     params = {
         "n": len(fresh),
-        "org": org,
         "now_ms": now_ms,
-        "ids": [e.id for e in fresh],
-        "actions": [e.action for e in fresh],
-        "paths": [e.entity_path for e in fresh],
-        "occurred": [e.occurred_at_ms for e in fresh],
-        "bodies": [e.body for e in fresh],
-        "tokens": [e.token_id or token_id for e in fresh],
+        "ids": [e.id for e, _ in fresh],
+        "orgs": [org for _, org in fresh],
+        "actions": [e.action for e, _ in fresh],
+        "paths": [e.entity_path for e, _ in fresh],
+        "occurred": [e.occurred_at_ms for e, _ in fresh],
+        "bodies": [e.body for e, _ in fresh],
+        "tokens": [e.token_id or token_id for e, _ in fresh],
     }
     return int(conn.exec_driver_sql(_APPEND_POSTGRESQL, params).scalar_one())
 
@@ -249,6 +278,12 @@ def head_seq(conn: Connection) -> int:
     return int(conn.execute(select(log_head.c.head).where(log_head.c.id == 1)).scalar_one())
 
 
+def org_head(conn: Connection, org: str) -> int:
+    """The sequence number of an organization's newest event (0 when it has none)."""
+    value = conn.execute(select(func.max(events.c.seq)).where(events.c.org == org)).scalar()
+    return int(value) if value is not None else 0
+
+
 def read_after(conn: Connection, cursor: int, limit: int, max_bytes: int | None = None) -> list[StoredEvent]:
     """The next `limit` events after `cursor`, in log order, and no more than about
     `max_bytes` of them (the event that reaches the budget is the last one).
@@ -273,7 +308,8 @@ def read_after(conn: Connection, cursor: int, limit: int, max_bytes: int | None 
 def browse(
     conn: Connection, after: int, limit: int, action: str | None, org: str | None, max_bytes: int
 ) -> tuple[list[tuple[int, int, bytes, str | None]], int]:
-    """Rows (seq, received_at_ms, body, token_id) for the admin's view of the log, and the head.
+    """Rows (seq, received_at_ms, body, token_id) for the admin's view of the log, and the
+    head (of `org`'s events, when given: a caller sees nothing of other organizations).
 
     At most `limit` rows and about `max_bytes` of bodies (at least one row): the sizes are
     read first, then only the bodies that fit, so a page of large events cannot take the
@@ -293,8 +329,9 @@ def browse(
         .order_by(events.c.seq)
         .limit(limit)
     ).all()
+    head = head_seq(conn) if org is None else org_head(conn, org)
     if not sizes:
-        return [], head_seq(conn)
+        return [], head
     last, total = sizes[0][0], 0
     for seq, size in sizes:
         if total >= max_bytes:
@@ -304,4 +341,4 @@ def browse(
         *conditions, events.c.seq <= last
     )
     rows = conn.execute(query.order_by(events.c.seq))
-    return [(int(r[0]), int(r[1]), bytes(r[2]), r[3]) for r in rows], head_seq(conn)
+    return [(int(r[0]), int(r[1]), bytes(r[2]), r[3]) for r in rows], head

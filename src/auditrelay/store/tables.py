@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -36,7 +37,8 @@ events = Table(
     "events",
     metadata,
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
-    Column("id", String(36), nullable=False, unique=True),
+    #: Unique within an organization (and among the instance's own events), not across them.
+    Column("id", String(36), nullable=False),
     Column("org", String(200), nullable=True),
     Column("action", String(200), nullable=False),
     Column("entity_path", Text, nullable=True),
@@ -46,6 +48,76 @@ events = Table(
     #: The token that sent it (provenance); None for the relay's own events.
     Column("token_id", String(36), nullable=True),
     Index("ix_events_received_at", "received_at_ms"),
+    Index("ux_events_id_org", "id", "org", unique=True),
+    Index(
+        "ux_events_id_instance",
+        "id",
+        unique=True,
+        sqlite_where=text("org IS NULL"),
+        postgresql_where=text("org IS NULL"),
+    ),
+    Index("ix_events_org_seq", "org", "seq"),
+)
+
+#: Organizations, keyed by the name that tokens, destinations, memberships and events carry.
+#: The name never changes (events in the log and producers refer to it); renaming changes
+#: the title, what people read.
+orgs = Table(
+    "orgs",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("title", String(200), nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+)
+
+#: People who sign in (the admin panel, or the API with a session cookie).
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    #: Lower-cased: one person, one address, however it is typed.
+    Column("email", String(320), nullable=False, unique=True),
+    Column("name", String(200), nullable=True),
+    #: argon2id; None for people who sign in only with single sign-on.
+    Column("password_hash", Text, nullable=True),
+    Column("is_admin", Boolean, nullable=False),
+    #: A locked person cannot sign in, and their sessions stop working at once.
+    Column("locked", Boolean, nullable=False),
+    #: "<issuer> <sub>" of the single sign-on identity linked to this person.
+    Column("sso_subject", String(400), nullable=True, unique=True),
+    #: Wrong passwords in a row and when the last one was given: what slows guessing down.
+    Column("failed_sign_ins", Integer, nullable=False, server_default="0"),
+    Column("last_failed_at_ms", BigInteger, nullable=True),
+    Column("last_sign_in_at_ms", BigInteger, nullable=True),
+    Column("created_at_ms", BigInteger, nullable=False),
+)
+
+#: A person's role in an organization (owner or viewer).
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("org", String(200), ForeignKey("orgs.name", ondelete="CASCADE"), primary_key=True),
+    Column("role", String(20), nullable=False),
+    Index("ix_memberships_org", "org"),
+)
+
+#: Signed-in sessions, stored by the SHA-256 of the cookie's value (as tokens are).
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id_sha256", String(64), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    #: Sent back in the X-CSRF-Token header with every change made through the session.
+    Column("csrf_token", String(64), nullable=False),
+    #: "password" or "sso".
+    Column("via", String(20), nullable=False),
+    #: The organization the person is acting in (the panel's switcher), for people in several.
+    Column("org", String(200), nullable=True),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("expires_at_ms", BigInteger, nullable=False),
+    Column("last_seen_at_ms", BigInteger, nullable=False),
+    Index("ix_sessions_user", "user_id"),
 )
 
 api_tokens = Table(

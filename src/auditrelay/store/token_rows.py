@@ -19,6 +19,7 @@ from auditrelay.model import TokenRecord
 from auditrelay.security import Principal, Role, digest, new_token, shown_prefix
 from auditrelay.store.database import Database
 from auditrelay.store.event_log import append_events
+from auditrelay.store.org_rows import require_org
 from auditrelay.store.tables import api_tokens
 
 #: The audit events of a token change, built by the admin services from the record.
@@ -114,6 +115,7 @@ def add_token(
     conn: Connection, role: Role, name: str, org: str | None, expires_at_ms: int | None, audit: TokenAudit
 ) -> tuple[str, TokenRecord]:
     """Create a token and store the audit event of its creation, in one transaction."""
+    require_org(conn, org)
     token, record = create_token(conn, role, name, org, expires_at_ms)
     append_events(conn, audit(record), org)
     return token, record
@@ -155,6 +157,7 @@ def issue_token(
 ) -> str:
     """A new token in a transaction of its own (blocking: the CLI's)."""
     with db.writing() as conn:
+        require_org(conn, org)
         return create_token(conn, role, name, org, expires_at_ms)[0]
 
 

@@ -1,0 +1,104 @@
+"""Signing in and out: a person's session, in a cookie.
+
+The cookie is `Secure` (unless `AUDITRELAY_COOKIE_SECURE=false`), `HttpOnly` (no script
+reads it) and `SameSite=Lax` (not sent with another site's form posts; sent when the
+identity provider redirects back after single sign-on). Changes made through the session
+also need its CSRF token in `X-CSRF-Token` (`api.auth`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict
+from starlette.responses import Response
+
+from auditrelay.api.auth import ORG_HEADER, SESSION_COOKIE, person_principal
+from auditrelay.api.destinations import request_context
+from auditrelay.errors import Forbidden, Unauthenticated
+from auditrelay.security import Principal
+from auditrelay.services import SignIn, SignInService, render_session
+from auditrelay.store import SessionView, choose_session_org
+
+router = APIRouter(prefix="/api/v1/session", tags=["session"])
+
+
+class OrgChoice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    org: str
+
+
+def _service(request: Request) -> SignInService:
+    service: SignInService = request.app.state.sign_in
+    return service
+
+
+def set_session_cookie(response: Response, request: Request, cookie: str) -> None:
+    settings = request.app.state.settings
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie,
+        max_age=int(settings.session_hours * 3600),
+        path="/",
+        secure=settings.cookie_secure,
+        httponly=True,
+        samesite="lax",
+    )
+
+
+async def _current(request: Request) -> tuple[str, SessionView]:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        raise Unauthenticated("not signed in")
+    return cookie, await request.app.state.auth.session(request, cookie)
+
+
+def _principal_or_none(view: SessionView, wanted: str | None) -> Principal | None:
+    try:
+        return person_principal(view, wanted)
+    except Forbidden:
+        return None
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+@router.post("", status_code=201, summary="Sign in with email and password")
+async def sign_in(request: Request, body: SignIn) -> Response:
+    cookie, _csrf, _user = await _service(request).sign_in(body, request_context(request))
+    view = await request.app.state.auth.session(request, cookie, check_csrf=False)
+    response = _json(render_session(view, _principal_or_none(view, None)), 201)
+    set_session_cookie(response, request, cookie)
+    return response
+
+
+@router.get("", summary="Who is signed in, and the CSRF token for changes")
+async def current_session(request: Request) -> Response:
+    _cookie, view = await _current(request)
+    return _json(render_session(view, _principal_or_none(view, request.headers.get(ORG_HEADER))))
+
+
+@router.put("/org", summary="Choose the organization the session acts in")
+async def choose_org(request: Request, body: OrgChoice) -> Response:
+    cookie, view = await _current(request)
+    principal = person_principal(view, body.org)
+    await request.app.state.db.write(choose_session_org, cookie, principal.org)
+    return _json(render_session(view, principal))
+
+
+@router.delete("", summary="Sign out: the session ends on the server")
+async def sign_out(request: Request) -> Response:
+    try:
+        cookie, view = await _current(request)
+    except Unauthenticated:
+        cookie, view = "", None
+    if view is not None:
+        await _service(request).sign_out(cookie, view, request_context(request))
+    response = _json({"signed_out": view is not None})
+    response.delete_cookie(
+        SESSION_COOKIE, path="/", secure=request.app.state.settings.cookie_secure, httponly=True
+    )
+    return response
