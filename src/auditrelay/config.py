@@ -82,6 +82,28 @@ class Settings(BaseSettings):
     #: Session cookies carry `Secure`: browsers send them over HTTPS only (and to
     #: http://localhost). Turn off only to try the panel over plain HTTP on another host.
     cookie_secure: bool = True
+    #: Where browsers reach the service (behind a proxy: its public URL); the single
+    #: sign-on callback is built from it. Empty: http://HOST:PORT.
+    public_url: str = ""
+    #: Single sign-on with OpenID Connect: the provider's issuer URL turns it on; the
+    #: client is registered there with the redirect URI PUBLIC_URL/api/v1/session/sso/callback.
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_scopes: str = "openid email profile"
+    #: The ID token's claim listing roles ("admin", "<org>:owner", "<org>:viewer"); when a
+    #: token carries it, it decides the person's roles at each sign-in.
+    oidc_roles_claim: str = "auditrelay_roles"
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> Settings:
+        if self.oidc_issuer and not (self.oidc_client_id and self.oidc_client_secret):
+            raise ValueError("oidc_issuer needs oidc_client_id and oidc_client_secret too")
+        return self
+
+    @property
+    def public_base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @model_validator(mode="after")
     def _hard_max_covers_retention(self) -> Settings:

@@ -30,6 +30,7 @@ from auditrelay.services import (
     OrgService,
     RecoveryService,
     SignInService,
+    SsoService,
     TokenService,
     UserService,
 )
@@ -87,7 +88,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # `serve` migrated the store once before any worker started (cli.prepare).
         db = Database(settings)
-        rows = DestinationRows(SecretBox.from_settings(settings.secret_key, settings.data_dir))
+        box = SecretBox.from_settings(settings.secret_key, settings.data_dir)
+        rows = DestinationRows(box)
         coordinator = DeliveryCoordinator(db, rows, settings)
         wakeups = coordinator.wakeups
         app.state.settings = settings
@@ -102,6 +104,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.orgs = OrgService(db, rows, on_destinations_removed=coordinator.destinations_changed)
         app.state.users = UserService(db)
         app.state.sign_in = SignInService(db, settings)
+        app.state.sso = SsoService(db, settings, box)
         await coordinator.start()
         log.info(
             "auditrelay %s ready on %s (process %d%s)",

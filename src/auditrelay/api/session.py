@@ -19,7 +19,7 @@ from auditrelay.api.auth import ORG_HEADER, SESSION_COOKIE, person_principal
 from auditrelay.api.destinations import request_context
 from auditrelay.errors import Forbidden, Unauthenticated
 from auditrelay.security import Principal
-from auditrelay.services import SignIn, SignInService, render_session
+from auditrelay.services import FLOW_SECONDS, SignIn, SignInService, SsoService, render_session
 from auditrelay.store import SessionView, choose_session_org
 
 router = APIRouter(prefix="/api/v1/session", tags=["session"])
@@ -71,6 +71,50 @@ async def sign_in(request: Request, body: SignIn) -> Response:
     cookie, _csrf, _user = await _service(request).sign_in(body, request_context(request))
     view = await request.app.state.auth.session(request, cookie, check_csrf=False)
     response = _json(render_session(view, _principal_or_none(view, None)), 201)
+    set_session_cookie(response, request, cookie)
+    return response
+
+
+SSO_COOKIE = "auditrelay_sso"
+
+
+def _sso(request: Request) -> SsoService:
+    service: SsoService = request.app.state.sso
+    return service
+
+
+def _local_path(after: str | None) -> str:
+    """Where to go after signing in: a path of this service only (no open redirect)."""
+    if not after or not after.startswith("/") or after.startswith("//") or "\\" in after:
+        return "/admin"
+    return after[:2000]
+
+
+@router.get("/sso", summary="Sign in with single sign-on: redirects to the identity provider")
+async def sso_start(request: Request, next: str | None = None) -> Response:
+    url, sealed = await _sso(request).start(_local_path(next))
+    response = Response(status_code=302, headers={"Location": url, "Cache-Control": "no-store"})
+    response.set_cookie(
+        SSO_COOKIE,
+        sealed.decode(),
+        max_age=FLOW_SECONDS,
+        path="/api/v1/session/sso",
+        secure=request.app.state.settings.cookie_secure,
+        httponly=True,
+        samesite="lax",
+    )
+    return response
+
+
+@router.get("/sso/callback", summary="Where the identity provider sends the person back")
+async def sso_callback(request: Request) -> Response:
+    sealed = request.cookies.get(SSO_COOKIE)
+    callback = _sso(request).redirect_uri + ("?" + request.url.query if request.url.query else "")
+    cookie, _csrf, after, _user = await _sso(request).finish(
+        sealed.encode() if sealed else None, callback, dict(request.query_params), request_context(request)
+    )
+    response = Response(status_code=303, headers={"Location": after, "Cache-Control": "no-store"})
+    response.delete_cookie(SSO_COOKIE, path="/api/v1/session/sso")
     set_session_cookie(response, request, cookie)
     return response
 

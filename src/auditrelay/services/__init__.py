@@ -35,10 +35,12 @@ from auditrelay.services.schemas import (
     ReplayRequest,
     ResendRequest,
 )
+from auditrelay.services.sso import FLOW_SECONDS, SsoService
 from auditrelay.services.tokens import TokenCreate, TokenService, parse_duration, render_token
 
 __all__ = [
     "EVENT_TYPE",
+    "FLOW_SECONDS",
     "MAX_HEADERS",
     "ORG_NAME",
     "ORG_NAME_RULE",
@@ -55,6 +57,7 @@ __all__ = [
     "ResendRequest",
     "SignIn",
     "SignInService",
+    "SsoService",
     "TokenCreate",
     "TokenService",
     "UserCreate",

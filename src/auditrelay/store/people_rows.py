@@ -15,14 +15,14 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from auditrelay.errors import Conflict, NotFound
+from auditrelay.errors import Conflict, Forbidden, NotFound
 from auditrelay.events import ValidEvent
 from auditrelay.model import Membership, UserRecord
 from auditrelay.security import Role, digest, new_session_secret
 from auditrelay.store.clock import now_ms
 from auditrelay.store.database import Database
 from auditrelay.store.event_log import append_events
-from auditrelay.store.org_rows import require_org
+from auditrelay.store.org_rows import known_orgs, require_org
 from auditrelay.store.tables import memberships, sessions, users
 
 UserAudit = Callable[[UserRecord], Sequence[ValidEvent]]
@@ -315,3 +315,64 @@ def cli_create_user(
 ) -> UserRecord:
     with db.writing() as conn:
         return create_user(conn, email, None, password_hash, is_admin, member_of, audit)
+
+
+def sso_sign_in(
+    conn: Connection,
+    subject: str,
+    email: str,
+    email_verified: bool,
+    name: str | None,
+    granted: tuple[bool, Sequence[Membership]] | None,
+    audit: Callable[[UserRecord, str], Sequence[ValidEvent]],
+) -> UserRecord:
+    """The person of a single sign-on identity (`subject`: issuer and sub): the one linked
+    to it, else the account with its email (only when the provider verified the email: an
+    unverified one must not take over an account), else a new account. `granted` (admin,
+    memberships), when the provider sends roles, replaces their roles; organizations that do
+    not exist are left out."""
+    row = conn.execute(select(users.c.id).where(users.c.sso_subject == subject)).first()
+    verb = "update"
+    if row is None:
+        if not email_verified:
+            raise Forbidden(
+                "the identity provider has not verified this email address, so it cannot be used to sign in"
+            )
+        row = conn.execute(select(users.c.id).where(users.c.email == email)).first()
+        if row is None:
+            user_id = str(uuid.uuid4())
+            conn.execute(
+                insert(users).values(
+                    id=user_id,
+                    email=email,
+                    name=name,
+                    password_hash=None,
+                    is_admin=False,
+                    locked=False,
+                    sso_subject=subject,
+                    failed_sign_ins=0,
+                    created_at_ms=now_ms(),
+                )
+            )
+            verb = "create"
+        else:
+            user_id = row.id
+            conn.execute(update(users).where(users.c.id == user_id).values(sso_subject=subject))
+    else:
+        user_id = row.id
+    before = visible_user(conn, user_id, None)
+    if granted is not None:
+        is_admin, wanted = granted
+        existing = known_orgs(conn, [m.org for m in wanted])
+        wanted_roles = {m.org: m.role for m in wanted if m.org in existing}
+        current_roles = {m.org: m.role for m in before.memberships}
+        if is_admin != before.is_admin:
+            conn.execute(update(users).where(users.c.id == user_id).values(is_admin=is_admin))
+        if wanted_roles != current_roles:
+            conn.execute(delete(memberships).where(memberships.c.user_id == user_id))
+            for org, role in wanted_roles.items():
+                conn.execute(insert(memberships).values(user_id=user_id, org=org, role=role))
+    after = visible_user(conn, user_id, None)
+    if verb == "create" or after != before:
+        append_events(conn, audit(after, verb))
+    return after
