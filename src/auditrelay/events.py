@@ -392,7 +392,7 @@ def retention_loss_event(
         },
         "entity": {"type": "audit_stream_destination", "id": destination_id, "path": org or ""},
     }
-    return validate_events([raw])[0]
+    return validate_events([raw], sender_org=org)[0]
 
 
 def health_event(
@@ -412,4 +412,4 @@ def health_event(
         },
         "entity": {"type": "audit_stream_destination", "id": destination_id, "path": org or ""},
     }
-    return validate_events([raw])[0]
+    return validate_events([raw], sender_org=org)[0]

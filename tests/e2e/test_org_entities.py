@@ -142,6 +142,15 @@ def test_instance_tokens_send_events_for_organizations(
         assert [e["id"] for e in globex_sink.events()] == [for_globex["id"]]
         assert acme_sink.events()[0]["org"] == acme
         assert "org" not in instance_sink.events()[2]
+        with service.admin() as admin:
+            only_acme = admin.get("/api/v1/events", params={"org": acme, "limit": 1000}).json()["events"]
+        assert {e["event"].get("org") for e in only_acme} == {acme}, [
+            e for e in only_acme if "org" not in e["event"]
+        ]
+        assert for_acme["id"] in {e["event"]["id"] for e in only_acme}
+        with client(service, token_for(service, "viewer", acme)) as viewer:
+            assert viewer.get("/api/v1/events", params={"org": globex}).status_code == 404
+            assert viewer.get("/api/v1/events", params={"org": acme}).status_code == 200
 
         # An organization's token sends its own organization's events only: 403, nothing stored.
         acme_ingest = token_for(service, "ingest", acme)
