@@ -1,4 +1,5 @@
-"""`auditrelay serve | migrate | token create|list|revoke | org create|list | user create`.
+"""`auditrelay serve | migrate | token create|list|revoke | org create|list | user create |
+keys generate|fingerprint|rotate`.
 
 Heavy modules (the store, the app) are imported where they are used: with several workers,
 the `serve` process itself only supervises them, and should not carry what they carry.
@@ -55,6 +56,11 @@ def main(argv: list[str] | None = None) -> None:
     user_create.add_argument("--admin", action="store_true", help="an instance admin")
     user_create.add_argument("--org", default=None, help="the organization they belong to")
     user_create.add_argument("--role", choices=("owner", "viewer"), default=None, help="their role there")
+    keys = commands.add_parser("keys", help="the secret keys that seal destination secrets")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    keys_commands.add_parser("generate", help="print a new key")
+    keys_commands.add_parser("fingerprint", help="print the fingerprints of the keys this node has")
+    keys_commands.add_parser("rotate", help="re-seal every secret with the first key")
     args = parser.parse_args(argv)
 
     try:
@@ -82,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
             _org_command(args, settings)
         elif args.command == "user":
             _user_command(args, settings)
+        elif args.command == "keys":
+            _keys_command(args, settings)
     except AuditrelayError as exc:
         reasons = "".join(f"; {e.field}: {e.message}" if e.field else f"; {e.message}" for e in exc.errors)
         sys.exit(f"auditrelay: {exc.detail}{reasons}")
@@ -259,17 +267,92 @@ def serve(settings: Settings) -> None:
 
 
 def prepare(settings: Settings) -> None:
-    """Before serving: migrate, create the first tokens and the secret key, once."""
-    from auditrelay.security import SecretBox
+    """Before serving: migrate, create the first tokens, and check the secret keys (or make
+    the first one), once."""
     from auditrelay.store import Database, upgrade_to_head
 
     database = Database(settings)
-    upgrade_to_head(database)
-    if settings.create_initial_tokens:
-        _first_start_tokens(database, settings.data_dir)
-    database.dispose()
-    # Made here, once: workers starting together must not each generate a different key.
-    SecretBox.from_settings(settings.secret_key, settings.data_dir)
+    try:
+        upgrade_to_head(database)
+        if settings.create_initial_tokens:
+            _first_start_tokens(database, settings.data_dir)
+        check_keys(database, settings)
+    finally:
+        database.dispose()
+
+
+def check_keys(database: Database, settings: Settings) -> None:
+    """Refuse to start with keys that open none of the stored secrets (the other nodes'
+    key is missing: every destination would stop); warn about each destination no key opens.
+    A key is generated only while the store holds no sealed secret. Made here, once: workers
+    starting together must not each generate a different key."""
+    import logging
+
+    from auditrelay.security import SecretBox
+    from auditrelay.store import DestinationRows, check_sealed, count_sealed
+
+    box = SecretBox.from_settings(
+        settings.secret_key, settings.data_dir, may_generate=count_sealed(database) == 0
+    )
+    report = check_sealed(database, DestinationRows(box))
+    unreadable = [(destination_id, key_id) for destination_id, key_id, opened in report if opened is None]
+    if not unreadable:
+        return
+    expected = sorted({key_id or "unknown" for _, key_id in unreadable})
+    if len(unreadable) == len(report):
+        raise ConfigurationError(
+            f"the secret key does not open the secrets stored in this database: its {len(report)} "
+            f"destination(s) were sealed with key {', '.join(expected)}, and this node has "
+            f"{', '.join(box.key_ids)}. Give this node the key the other nodes use (AUDITRELAY_SECRET_KEY "
+            "on every node; `auditrelay keys fingerprint` shows the fingerprint of the keys a node has)"
+        )
+    log = logging.getLogger("auditrelay.keys")
+    for destination_id, key_id in unreadable:
+        log.error(
+            "destination %s cannot be delivered to: its secrets were sealed with key %s, which this "
+            "node does not have (it has %s)",
+            destination_id,
+            key_id or "unknown",
+            ", ".join(box.key_ids),
+        )
+
+
+def _keys_command(args: argparse.Namespace, settings: Settings) -> None:
+    """`keys generate` prints a new key; `fingerprint` the configured keys' fingerprints;
+    `rotate` re-seals every secret with the first key."""
+    from auditrelay.security import SecretBox, fingerprint, generate_key, parse_keys
+
+    if args.keys_command == "generate":
+        print(generate_key())
+        return
+    if args.keys_command == "fingerprint":
+        if settings.secret_key:
+            keys = parse_keys(settings.secret_key)
+        else:
+            key_file = settings.data_dir / "secret.key"
+            if not key_file.exists():
+                sys.exit(
+                    "auditrelay: no key: AUDITRELAY_SECRET_KEY is not set and there is no " + str(key_file)
+                )
+            keys = parse_keys(key_file.read_text())
+        for number, key in enumerate(keys):
+            print(f"{fingerprint(key)}  {'seals and opens' if number == 0 else 'opens'}")
+        return
+    from auditrelay.store import Database, DestinationRows, reseal_sealed, upgrade_to_head
+
+    database = Database(settings)
+    try:
+        upgrade_to_head(database)
+        box = SecretBox.from_settings(settings.secret_key, settings.data_dir)
+        resealed, unreadable = reseal_sealed(database, DestinationRows(box))
+    finally:
+        database.dispose()
+    print(f"re-sealed {resealed} destination(s) with key {box.primary_id}")
+    if unreadable:
+        sys.exit(
+            f"auditrelay: {len(unreadable)} destination(s) could not be opened with any key given "
+            f"({', '.join(unreadable)}); add the key that sealed them and run this again"
+        )
 
 
 def prepare_from_environment() -> None:

@@ -128,6 +128,10 @@ class Destination:
     active: bool
     options: dict[str, Any] = field(default_factory=dict)
     batch: BatchSettings = BatchSettings(max_events=500, max_bytes=1_000_000, linger_ms=5)
+    #: Why its secrets could not be opened (none of this process's keys sealed them); then
+    #: `url`, `token` and secret header values are empty, and it can be listed and deleted
+    #: but neither changed nor delivered to.
+    secrets_unreadable: str | None = None
     delivery: DeliverySettings = DeliverySettings()
     version: int = 1
     created_at_ms: int = 0

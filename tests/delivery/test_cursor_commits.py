@@ -25,7 +25,7 @@ def test_concurrent_commits_land_together_and_a_failing_one_fails_alone(
 ) -> None:
     db = Database(Settings(database_url=databases.url(backend), data_dir=tmp_path))
     upgrade_to_head(db)
-    rows = DestinationRows(SecretBox.from_settings("", tmp_path))
+    rows = DestinationRows(SecretBox.from_settings("", tmp_path, may_generate=True))
     ids = [f"d{n}" for n in range(20)]
     with db.writing() as conn:
         for destination_id in ids:

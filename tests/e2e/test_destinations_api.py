@@ -200,6 +200,44 @@ def test_events_are_not_sent_to_a_destination_of_another_test(service: Service, 
         service.delete_destination(destination["id"])
 
 
+def test_a_new_host_or_kind_gets_the_stored_secrets_only_when_given_again(
+    service: Service, receiver: Receiver
+) -> None:
+    """The issue's case: a PATCH of a splunk_hec destination's URL alone kept the token, and a
+    following /test sent `Authorization: Splunk <token>` to the new host."""
+    hec = service.add_destination(
+        name="moving",
+        kind="splunk_hec",
+        url=receiver.url,
+        token="Splunk HECTOKEN-STAYS-HOME",
+        headers=[{"name": "X-Secret", "value": "HEADER-STAYS-HOME", "secret": True}],
+    )
+    elsewhere = Receiver()
+    try:
+        with service.admin() as client:
+            moved = client.patch(f"/api/v1/destinations/{hec['id']}", json={"url": elsewhere.url + "/x"})
+            assert moved.status_code == 422, moved.text
+            assert {e["field"] for e in moved.json()["errors"]} == {"token", "headers"}
+            # Only the path changes: same place, the secrets stay.
+            same = client.patch(f"/api/v1/destinations/{hec['id']}", json={"url": receiver.url + "/services"})
+            assert same.status_code == 200, same.text
+            # Given again (or removed), they go with it.
+            moved = client.patch(
+                f"/api/v1/destinations/{hec['id']}",
+                json={"url": elsewhere.url, "token": "Splunk NEW-TOKEN-0001", "headers": []},
+            )
+            assert moved.status_code == 200, moved.text
+            assert client.post(f"/api/v1/destinations/{hec['id']}/test").status_code in (200, 502)
+        wait_until(lambda: elsewhere.requests, what="the test request at the new host")
+        sent = elsewhere.requests[0]
+        assert sent.header("authorization") == "Splunk NEW-TOKEN-0001"
+        assert sent.header("x-secret") is None
+        assert b"HECTOKEN-STAYS-HOME" not in sent.body
+    finally:
+        elsewhere.close()
+        service.delete_destination(hec["id"])
+
+
 def test_secrets_never_leave_in_answers_audit_events_or_the_database(
     fresh_service: Service, receiver: Receiver
 ) -> None:
@@ -216,8 +254,18 @@ def test_secrets_never_leave_in_answers_audit_events_or_the_database(
         # Leaving sumo_logic needs a new URL; the old one stays masked in the audit event.
         response = client.patch(f"/api/v1/destinations/{created['id']}", json={"kind": "http"})
         assert response.status_code == 422 and response.json()["errors"][0]["field"] == "url"
+        # The secret header does not follow to the new kind unless given again.
         response = client.patch(
             f"/api/v1/destinations/{created['id']}", json={"kind": "http", "url": receiver.url + "/plain"}
+        )
+        assert response.status_code == 422 and response.json()["errors"][0]["field"] == "headers"
+        response = client.patch(
+            f"/api/v1/destinations/{created['id']}",
+            json={
+                "kind": "http",
+                "url": receiver.url + "/plain",
+                "headers": [{"name": "X-Key", "value": "HEADERSECRET-98765", "secret": True}],
+            },
         )
         assert response.status_code == 200, response.text
         seen = [

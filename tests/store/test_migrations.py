@@ -72,7 +72,7 @@ def test_dead_letter_ids_are_never_reused(databases: Databases, tmp_path: Path) 
 
     db = Database(Settings(data_dir=tmp_path))
     upgrade_to_head(db)
-    rows = DestinationRows(SecretBox.from_settings("", tmp_path))
+    rows = DestinationRows(SecretBox.from_settings("", tmp_path, may_generate=True))
     try:
         with db.writing() as conn:
             rows.insert(conn, dataclasses.replace(destination("http"), id="d1"), 0)

@@ -18,7 +18,7 @@ from auditrelay.delivery.policy import RetryPolicy
 from auditrelay.delivery.sender import HttpSender
 from auditrelay.destinations import kind_named
 from auditrelay.log import LogTail, Wakeups
-from auditrelay.store import Database, DestinationRows
+from auditrelay.store import Database, DestinationRows, note_not_delivering
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ class DeliverySupervisor:
         self._settings = settings
         self._loops: dict[str, tuple[DeliveryLoop, asyncio.Task[None]]] = {}
         self._retries_seen: dict[str, int] = {}
+        self._unreadable_noted: set[str] = set()
         self._stopping: dict[str, asyncio.Task[None]] = {}
         self._poke = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -86,6 +87,18 @@ class DeliverySupervisor:
         destination = await self._db.read(self._rows.get, destination_id)
         if destination is None or not destination.active:
             return
+        if destination.secrets_unreadable:
+            # Said in its status (once per process), not only in a log line every resync.
+            if destination_id not in self._unreadable_noted:
+                self._unreadable_noted.add(destination_id)
+                log.error("not delivering to %s: %s", destination_id, destination.secrets_unreadable)
+                await self._db.write(
+                    note_not_delivering,
+                    destination_id,
+                    f"this node cannot deliver to it: {destination.secrets_unreadable}",
+                )
+            return
+        self._unreadable_noted.discard(destination_id)
         kind = kind_named(destination.kind)
         sender = HttpSender(
             kind, destination.url, self._settings, connections=destination.delivery.max_in_flight

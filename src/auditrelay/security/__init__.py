@@ -16,7 +16,14 @@ from auditrelay.security.principals import (
     new_token,
     shown_prefix,
 )
-from auditrelay.security.secrets import SecretBox, mask
+from auditrelay.security.secrets import (
+    SecretBox,
+    SecretsUnreadable,
+    fingerprint,
+    generate_key,
+    mask,
+    parse_keys,
+)
 from auditrelay.security.url_guard import INTERNAL_HINT, UnsafeUrl, check_destination_url, is_internal_address
 
 __all__ = [
@@ -25,15 +32,19 @@ __all__ = [
     "Principal",
     "Role",
     "SecretBox",
+    "SecretsUnreadable",
     "UnsafeUrl",
     "check_destination_url",
     "digest",
+    "fingerprint",
+    "generate_key",
     "hash_password",
     "is_internal_address",
     "mask",
     "needs_rehash",
     "new_session_secret",
     "new_token",
+    "parse_keys",
     "password_problem",
     "shown_prefix",
     "sign_in_wait_seconds",

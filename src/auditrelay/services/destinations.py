@@ -14,11 +14,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from auditrelay.config import Settings
 from auditrelay.delivery import HttpSender, check_url
 from auditrelay.destinations import KINDS, kind_named
-from auditrelay.errors import FieldError, Forbidden, ValidationError
+from auditrelay.errors import Conflict, FieldError, Forbidden, ValidationError
 from auditrelay.events import ValidEvent, validate_events
 from auditrelay.log import Wakeups
 from auditrelay.model import Destination, StoredEvent
@@ -123,7 +124,10 @@ class DestinationService:
         self, principal: Principal, destination_id: str, patch: DestinationPatch, ctx: RequestContext
     ) -> dict[str, Any]:
         current = await self.load_visible(principal, destination_id)
+        if current.secrets_unreadable:
+            raise Conflict(f"this destination cannot be changed: {current.secrets_unreadable}")
         updated = _patched(current, patch)
+        refuse_moving_secrets(current, updated, patch)
         changes = diff(current, updated)
         if not changes:
             return await self.get(principal, destination_id)  # nothing changes: no new version, no event
@@ -189,6 +193,8 @@ class DestinationService:
     async def send_test(self, principal: Principal, destination_id: str) -> dict[str, Any]:
         """Send one test event now, outside the log, and report what the destination said."""
         destination = await self.load_visible(principal, destination_id)
+        if destination.secrets_unreadable:
+            raise Conflict(f"cannot send to this destination: {destination.secrets_unreadable}")
         kind = kind_named(destination.kind)
         test_event = validate_events(
             [
@@ -255,6 +261,56 @@ async def refuse_unsafe_url(sender: HttpSender) -> None:
 
 def _no_audit(_destination: Destination) -> list[ValidEvent]:
     return []
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return (
+        parts.scheme.lower(),
+        (parts.hostname or "").lower(),
+        port or DEFAULT_PORTS.get(parts.scheme.lower()),
+    )
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def refuse_moving_secrets(current: Destination, updated: Destination, patch: DestinationPatch) -> None:
+    """Stored secrets (the token, secret header values) are never sent somewhere new on their
+    own: when the URL's scheme, host or port or the kind changes, the request must give them
+    again (or remove them), else 422 naming each. A URL edit must not be a way to take them."""
+    moved = _origin(current.url) != _origin(updated.url) or current.kind != updated.kind
+    if not moved:
+        return
+    given = patch.model_fields_set
+    errors = []
+    if current.token and "token" not in given:
+        errors.append(FieldError("token", "give the token again for the new place, or null to send none"))
+    if "headers" not in given:
+        errors += [
+            FieldError(
+                "headers", f"give the value of the secret header {h.name!r} again, or leave the header out"
+            )
+            for h in current.headers
+            if h.secret
+        ]
+    else:
+        errors += [
+            FieldError(f"headers.{index}.value", f"give the value of the secret header {h.name!r} again")
+            for index, h in enumerate(patch.headers or [])
+            if h.secret and h.value is None
+        ]
+    if errors:
+        where = "kind" if current.kind != updated.kind else "URL's scheme, host or port"
+        raise ValidationError(
+            f"the destination's {where} changes: its stored secrets are not sent to the new place "
+            "unless this request gives them again",
+            errors,
+        )
 
 
 def _patched(current: Destination, patch: DestinationPatch) -> Destination:

@@ -66,6 +66,8 @@ def render(view: DestinationOverview, hard_max_days: float | None = None) -> dic
         "token": mask(destination.token),
         "verification_token": destination.verification_token,
         "filtered": destination.filtered,
+        #: Why this process cannot open its secrets (None when it can).
+        "secrets_unreadable": destination.secrets_unreadable,
         "created_at": iso_from_ms(destination.created_at_ms),
         "updated_at": iso_from_ms(destination.updated_at_ms),
     }

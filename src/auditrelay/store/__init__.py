@@ -18,12 +18,13 @@ from auditrelay.store.destination_changes import (
     set_destination_active,
     update_destination,
 )
-from auditrelay.store.destination_rows import DestinationRows
+from auditrelay.store.destination_rows import DestinationRows, check_sealed, count_sealed, reseal_sealed
 from auditrelay.store.event_log import append_events, browse, head_seq, ping, read_after, store_events
 from auditrelay.store.ledger_rows import (
     Progress,
     commit_progress_group,
     dead_letter_event,
+    note_not_delivering,
     record_failed_attempt,
     record_recovered,
     record_replay_progress,
@@ -116,6 +117,7 @@ __all__ = [
     "append_events",
     "attempt_history",
     "browse",
+    "check_sealed",
     "choose_session_org",
     "cli_create_org",
     "cli_create_user",
@@ -124,6 +126,7 @@ __all__ = [
     "cli_revoke_token",
     "commit_progress_group",
     "count_dead_letters",
+    "count_sealed",
     "count_tokens",
     "create_destination",
     "create_org",
@@ -150,6 +153,7 @@ __all__ = [
     "list_tokens",
     "list_users",
     "load_visible_destination",
+    "note_not_delivering",
     "notify_destinations_changed",
     "now_ms",
     "pending_replay",
@@ -168,6 +172,7 @@ __all__ = [
     "request_replay",
     "request_retry_now",
     "require_org",
+    "reseal_sealed",
     "revoke_token",
     "rotate_token",
     "set_destination_active",

@@ -6,12 +6,13 @@ destination goes through it and comes out as a `Destination` with its secrets op
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
-from auditrelay.errors import NotFound
+from auditrelay.errors import Conflict, NotFound
 from auditrelay.model import (
     BatchSettings,
     DeliverySettings,
@@ -20,7 +21,8 @@ from auditrelay.model import (
     DestinationVersion,
     Header,
 )
-from auditrelay.security import SecretBox
+from auditrelay.security import SecretBox, SecretsUnreadable
+from auditrelay.store.database import Database
 from auditrelay.store.delivery_rows import mark_resumed
 from auditrelay.store.tables import (
     dead_letters,
@@ -50,6 +52,9 @@ class DestinationRows:
         )
 
     def update(self, conn: Connection, destination: Destination) -> None:
+        if destination.secrets_unreadable:
+            # Sealing it again would replace its secrets with the empty values it holds here.
+            raise Conflict(f"this destination cannot be changed: {destination.secrets_unreadable}")
         values = self._row(destination)
         del values["id"], values["created_at_ms"]
         conn.execute(update(destinations).where(destinations.c.id == destination.id).values(**values))
@@ -137,6 +142,7 @@ class DestinationRows:
             "kind": d.kind,
             "config": orjson.dumps(config).decode(),
             "secrets": self._box.seal(secrets),
+            "key_id": self._box.primary_id,
             "verification_token": d.verification_token,
             "active": d.active,
             "version": d.version,
@@ -146,7 +152,7 @@ class DestinationRows:
 
     def _destination(self, row: Any) -> Destination:
         config = orjson.loads(row["config"])
-        secrets = self._box.open(bytes(row["secrets"]))
+        secrets, unreadable = self._open_secrets(row)
         secret_values = secrets.get("header_values", {})
         headers = tuple(
             Header(h["name"], secret_values.get(h["name"], "") if h["secret"] else h["value"], h["secret"])
@@ -172,4 +178,72 @@ class DestinationRows:
             version=row["version"],
             created_at_ms=row["created_at_ms"],
             updated_at_ms=row["updated_at_ms"],
+            secrets_unreadable=unreadable,
         )
+
+    def _open_secrets(self, row: Any) -> tuple[dict[str, Any], str | None]:
+        try:
+            return self._box.open(bytes(row["secrets"])), None
+        except SecretsUnreadable:
+            sealed_with = row["key_id"] or "unknown"
+            reason = (
+                f"its secrets were sealed with key {sealed_with}, and this process holds "
+                f"{', '.join(self._box.key_ids)}: give every node the same AUDITRELAY_SECRET_KEY"
+            )
+            return {"url": "", "token": None, "header_values": {}}, reason
+
+    # -- keys -----------------------------------------------------------------------
+
+    def key_report(self, conn: Connection) -> Sequence[tuple[str, str | None, str | None]]:
+        """Every destination's (id, fingerprint of the key that sealed it, fingerprint of
+        this process's key that opens it or None), filling in fingerprints not yet stored."""
+        report = []
+        for row in conn.execute(select(destinations.c.id, destinations.c.key_id, destinations.c.secrets)):
+            try:
+                _value, opened_by = self._box.open_with_id(bytes(row.secrets))
+            except SecretsUnreadable:
+                opened_by = None
+            if row.key_id is None and opened_by is not None:
+                conn.execute(update(destinations).where(destinations.c.id == row.id).values(key_id=opened_by))
+            report.append((row.id, row.key_id or opened_by, opened_by))
+        return report
+
+    def reseal_all(self, conn: Connection) -> tuple[int, Sequence[str]]:
+        """Seal every destination's secrets with the first key: (how many were re-sealed,
+        the ids none of the keys opens)."""
+        resealed, unreadable = 0, []  # type: tuple[int, list[str]]
+        for row in conn.execute(
+            select(destinations.c.id, destinations.c.key_id, destinations.c.secrets)
+        ).all():
+            try:
+                value, opened_by = self._box.open_with_id(bytes(row.secrets))
+            except SecretsUnreadable:
+                unreadable.append(row.id)
+                continue
+            if opened_by != self._box.primary_id or row.key_id != self._box.primary_id:
+                conn.execute(
+                    update(destinations)
+                    .where(destinations.c.id == row.id)
+                    .values(secrets=self._box.seal(value), key_id=self._box.primary_id)
+                )
+                resealed += 1
+        return resealed, unreadable
+
+
+# The CLI's (blocking): the key check before serving, and `auditrelay keys rotate`.
+
+
+def count_sealed(db: Database) -> int:
+    """How many destinations hold sealed secrets (all of them)."""
+    with db.reading() as conn:
+        return int(conn.execute(select(func.count()).select_from(destinations)).scalar_one())
+
+
+def check_sealed(db: Database, rows: DestinationRows) -> Sequence[tuple[str, str | None, str | None]]:
+    with db.writing() as conn:
+        return rows.key_report(conn)
+
+
+def reseal_sealed(db: Database, rows: DestinationRows) -> tuple[int, Sequence[str]]:
+    with db.writing() as conn:
+        return rows.reseal_all(conn)

@@ -110,6 +110,12 @@ def record_failed_attempt(
         note_state_change(conn, destination_id, change)
 
 
+def note_not_delivering(conn: Connection, destination_id: str, message: str) -> None:
+    """The delivering process cannot start the destination's loop (its secrets do not open
+    with this node's keys): `failing`, with why, rather than a status that looks fine."""
+    record_failure(conn, destination_id, DeliveryState.FAILING, None, message, 1, None)
+
+
 def record_recovered(conn: Connection, destination_id: str, change: StateChange | None) -> None:
     """An attempt was accepted after failures: healthy again."""
     set_state(conn, destination_id, DeliveryState.HEALTHY)

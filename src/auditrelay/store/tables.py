@@ -149,6 +149,8 @@ destinations = Table(
     Column("config", Text, nullable=False),
     #: Secret settings (token, secret header values, Sumo URL) as encrypted JSON.
     Column("secrets", LargeBinary, nullable=False),
+    #: The fingerprint of the key that sealed them (`security.secrets.fingerprint`).
+    Column("key_id", String(12), nullable=True),
     Column("verification_token", String(200), nullable=False),
     Column("active", Boolean, nullable=False),
     #: Bumped on every change so every process restarts its loop with the new settings.
