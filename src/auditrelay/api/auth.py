@@ -122,7 +122,9 @@ async def require_manager(request: Request) -> Principal:
     principal = await request.app.state.auth.principal(request)
     if not principal.role.manages:
         if principal.role is Role.VIEWER:
-            raise Forbidden("viewer tokens are read-only: this change needs an admin or owner token")
+            raise Forbidden(
+                "viewers may read destinations, events and history only: this needs an admin or an owner"
+            )
         raise Forbidden("this route needs an admin or owner token; ingest tokens can only send events")
     return principal
 
