@@ -75,4 +75,4 @@ async def retry_destination(request: Request, destination_id: str, principal: Ma
 
 @router.post("/{destination_id}/test", summary="Send one test event now and report the answer")
 async def test_destination(request: Request, destination_id: str, principal: Manager) -> dict[str, Any]:
-    return await _service(request).send_test(principal, destination_id)
+    return await _service(request).send_test(principal, destination_id, request_context(request))

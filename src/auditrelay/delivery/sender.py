@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Protocol
 
@@ -20,7 +20,7 @@ import aiohttp
 from auditrelay.config import Settings
 from auditrelay.delivery.resolver import AddressRefused, GuardedResolver
 from auditrelay.destinations import USER_AGENT, DestinationKind, Outcome, OutgoingRequest, Verdict
-from auditrelay.security import check_destination_url
+from auditrelay.security import check_destination_url, redact, redact_bytes
 
 #: Keep at most this much of an answer: enough for any error message, bounded memory.
 MAX_ANSWER_BYTES = 64 * 1024
@@ -75,6 +75,13 @@ class HttpSender:
         self._request_timeout = settings.request_timeout_seconds
         self._total_timeout = settings.request_timeout_seconds + settings.connect_timeout_seconds
         self._client: aiohttp.ClientSession | None = None
+        self._secrets: tuple[str, ...] = ()
+
+    def hiding(self, secrets: tuple[str, ...]) -> HttpSender:
+        """Replace these secrets in every answer and message this sender hands back
+        (`security.secret_forms` of its destination)."""
+        self._secrets = secrets
+        return self
 
     async def __aenter__(self) -> HttpSender:
         # Made here, not in __init__: a sender never entered leaves no session to close.
@@ -98,7 +105,14 @@ class HttpSender:
             self._client = new_client(
                 self._connect_timeout, self._request_timeout, self._allow_private, self._connections
             )
-        return await attempt(self._client, self._kind, request, self._total_timeout)
+        result = await attempt(self._client, self._kind, request, self._total_timeout)
+        if self._secrets:
+            result = replace(
+                result,
+                verdict=replace(result.verdict, message=redact(result.verdict.message, self._secrets)),
+                answer=redact_bytes(result.answer, self._secrets),
+            )
+        return result
 
     async def check_destination(self) -> None:
         await check_url(self._url, self._allow_private)

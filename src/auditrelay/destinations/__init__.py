@@ -20,7 +20,7 @@ from auditrelay.destinations.base import (
 from auditrelay.destinations.filters import EventFilter
 from auditrelay.destinations.headers import MASKED, check_header_text
 from auditrelay.destinations.http import HttpKind
-from auditrelay.destinations.registry import KINDS, kind_named, kind_names, register
+from auditrelay.destinations.registry import KINDS, hidden_strings, kind_named, kind_names, register
 from auditrelay.destinations.splunk_hec import SplunkHecKind
 from auditrelay.destinations.sumo_logic import SumoLogicKind
 
@@ -44,6 +44,7 @@ __all__ = [
     "Verdict",
     "check_header_text",
     "classify_status",
+    "hidden_strings",
     "kind_named",
     "kind_names",
     "parse_retry_after",

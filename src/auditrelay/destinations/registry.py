@@ -7,6 +7,8 @@ adding a kind is one module defining a `DestinationKind` and one `register` call
 from __future__ import annotations
 
 from auditrelay.destinations.base import DestinationKind
+from auditrelay.model import Destination
+from auditrelay.security import secret_forms
 
 KINDS: dict[str, DestinationKind] = {}
 
@@ -24,3 +26,15 @@ def kind_named(name: str) -> DestinationKind:
 
 def kind_names() -> list[str]:
     return sorted(KINDS)
+
+
+def hidden_strings(destination: Destination) -> tuple[str, ...]:
+    """What must never appear in text about this destination (error messages, answers shown
+    to admins): its token, secret header values, secret URL, URL query and password."""
+    kind = KINDS.get(destination.kind)
+    token_parts = destination.token.split() if destination.token else []
+    return secret_forms(
+        destination.url,
+        bool(kind and kind.url_is_secret),
+        [destination.token, *token_parts, *(h.value for h in destination.headers if h.secret)],
+    )

@@ -16,6 +16,7 @@ from auditrelay.security.principals import (
     new_token,
     shown_prefix,
 )
+from auditrelay.security.redaction import redact, redact_bytes, secret_forms
 from auditrelay.security.secrets import (
     SecretBox,
     SecretsUnreadable,
@@ -46,6 +47,9 @@ __all__ = [
     "new_token",
     "parse_keys",
     "password_problem",
+    "redact",
+    "redact_bytes",
+    "secret_forms",
     "shown_prefix",
     "sign_in_wait_seconds",
     "verify_password",

@@ -70,15 +70,16 @@ def delivery_settings(given: DeliveryIn | None, current: DeliverySettings | None
 def diff(before: Destination, after: Destination) -> dict[str, Any]:
     """What changed, with secrets reduced to 'changed' so the audit log never holds them."""
     secret_url = kind_named(before.kind).url_is_secret or kind_named(after.kind).url_is_secret
-    old, new = public_settings(before, secret_url), public_settings(after, secret_url)
+    old = public_settings(before, secret_url, hint=False)
+    new = public_settings(after, secret_url, hint=False)
     changes: dict[str, Any] = {}
     for key in new:
         if old.get(key) != new.get(key):
             changes[key] = {"from": old.get(key), "to": new.get(key)}
     if before.token != after.token:
         changes["token"] = "changed"
-    if before.url != after.url and secret_url:
-        changes["url"] = "changed"
+    if before.url != after.url and (secret_url or "url" not in changes):
+        changes["url"] = "changed"  # a secret URL, or only its hidden parts (query, password)
     if [h.value for h in before.headers if h.secret] != [h.value for h in after.headers if h.secret]:
         changes["secret_header_values"] = "changed"
     return changes

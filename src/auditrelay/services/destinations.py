@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from auditrelay.config import Settings
 from auditrelay.delivery import HttpSender, check_url
-from auditrelay.destinations import KINDS, kind_named
+from auditrelay.destinations import KINDS, hidden_strings, kind_named
 from auditrelay.errors import Conflict, FieldError, Forbidden, ValidationError
 from auditrelay.events import ValidEvent, validate_events
 from auditrelay.log import Wakeups
@@ -37,6 +37,7 @@ from auditrelay.store import (
     list_overviews,
     load_visible_destination,
     read_overview,
+    record_destination_action,
     request_retry_now,
     set_destination_active,
     update_destination,
@@ -190,8 +191,11 @@ class DestinationService:
         await self._db.write(delete_destination, self._rows, destination_id, principal.org, audit)
         self._changed()
 
-    async def send_test(self, principal: Principal, destination_id: str) -> dict[str, Any]:
-        """Send one test event now, outside the log, and report what the destination said."""
+    async def send_test(
+        self, principal: Principal, destination_id: str, ctx: RequestContext | None = None
+    ) -> dict[str, Any]:
+        """Send one test event now, outside the log, and report what the destination said;
+        the test itself is an audit event (who sent it, and what came back)."""
         destination = await self.load_visible(principal, destination_id)
         if destination.secrets_unreadable:
             raise Conflict(f"cannot send to this destination: {destination.secrets_unreadable}")
@@ -214,13 +218,27 @@ class DestinationService:
             0, destination.org, test_event.action, None, test_event.occurred_at_ms, test_event.body
         )
         request = next(iter(kind.requests(destination, [stored])))
-        async with HttpSender(kind, destination.url, self._settings) as send:
+        async with HttpSender(kind, destination.url, self._settings).hiding(
+            hidden_strings(destination)
+        ) as send:
             await refuse_unsafe_url(send)
             result = await send(request)
+        details = {
+            "destination": summary(destination),
+            "test_event_id": test_event.id,
+            "delivered": result.delivered,
+            "status_code": result.status,
+        }
+
+        def audit(d: Destination) -> list[ValidEvent]:
+            return [audit_event("tested", d, principal, ctx, details)] if ctx is not None else []
+
         if result.delivered:
             # The destination answers again: its loop need not wait out a backoff.
-            await self._db.write(request_retry_now, self._rows, destination.id, principal.org, _no_audit)
+            await self._db.write(request_retry_now, self._rows, destination.id, principal.org, audit)
             self._changed()
+        elif ctx is not None:
+            await self._db.write(record_destination_action, self._rows, destination.id, principal.org, audit)
         return {
             "delivered": result.delivered,
             "outcome": result.outcome.value,
@@ -257,10 +275,6 @@ async def refuse_unsafe_url(sender: HttpSender) -> None:
         await sender.check_destination()
     except UnsafeUrl as exc:
         raise ValidationError(f"url {exc}", [FieldError("url", str(exc))]) from exc
-
-
-def _no_audit(_destination: Destination) -> list[ValidEvent]:
-    return []
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

@@ -21,14 +21,20 @@ from auditrelay.security import mask
 from auditrelay.store import iso_from_ms
 
 
-def public_settings(d: Destination, secret_url: bool = False) -> dict[str, Any]:
-    """The settings anyone who may see the destination may read: secrets masked."""
+def public_settings(d: Destination, secret_url: bool = False, hint: bool = True) -> dict[str, Any]:
+    """The settings anyone who may see the destination may read: secrets masked. `hint`
+    keeps a secret's last characters (answers to admins, to recognise it); audit events,
+    streamed to every instance destination, get none of them."""
+
+    def hidden(value: str) -> str | None:
+        return mask(value) if hint else HIDDEN
+
     return {
         "name": d.name,
         "kind": d.kind,
-        "url": mask_url(d.url) if secret_url or kind_named(d.kind).url_is_secret else d.url,
+        "url": shown_url(d.url, secret_url or kind_named(d.kind).url_is_secret, hint),
         "headers": [
-            {"name": h.name, "value": mask(h.value) if h.secret else h.value, "secret": h.secret}
+            {"name": h.name, "value": hidden(h.value) if h.secret else h.value, "secret": h.secret}
             for h in d.headers
         ],
         "event_types": list(d.event_types),
@@ -45,9 +51,32 @@ def public_settings(d: Destination, secret_url: bool = False) -> dict[str, Any]:
     }
 
 
+HIDDEN = "********"
+
+
+def shown_url(url: str, secret: bool, hint: bool = True) -> str:
+    """A URL as shown anywhere (answers, status, history, audit events): a secret URL (Sumo
+    Logic's) keeps only its scheme and host (and, with `hint`, its last four characters, to
+    recognise it); any URL loses its user and password and its query string (where API keys
+    travel), each replaced by `********`."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return HIDDEN
+    if ":" in host:
+        host = f"[{host}]"
+    if secret:
+        last = (parts.path + parts.query)[-4:] if hint and len(parts.path + parts.query) >= 12 else ""
+        return f"{parts.scheme}://{host}{port}/{HIDDEN}{last}"
+    user = f"{HIDDEN}@" if parts.username or parts.password else ""
+    query = f"?{HIDDEN}" if parts.query else ""
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}{query}"
+
+
 def mask_url(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}/{mask(parts.path + parts.query) or ''}"
+    return shown_url(url, secret=True)
 
 
 #: How long before retention's hard maximum removes events a destination still owes the

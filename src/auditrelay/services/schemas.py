@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -34,12 +35,27 @@ MEDIA_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+(\s*;\s*[\w.+-]+=[\w.+\"-]+)*$")
 VERIFICATION_TOKEN = re.compile(r"^[\x21-\x7e]{16,200}$")
 
 
+#: Header names that carry credentials: secret unless the request says otherwise.
+CREDENTIAL_HEADER = re.compile(
+    r"(?i)(authorization|proxy-authorization|cookie|.*-(token|key|secret|password))"
+)
+
+
 class HeaderIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
     #: May be omitted for a secret header that already exists: its stored value is kept.
     value: str | None = Field(default=None, max_length=4096)
+    #: Absent: secret when the name carries credentials (`CREDENTIAL_HEADER`).
     secret: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _credentials_are_secret(cls, data: Any) -> Any:
+        named = isinstance(data, dict) and "secret" not in data and isinstance(data.get("name"), str)
+        if named and CREDENTIAL_HEADER.fullmatch(data["name"]):
+            return {**data, "secret": True}
+        return data
 
     @field_validator("name")
     @classmethod

@@ -132,6 +132,13 @@ def request_retry_now(
     return _overview(conn, rows, destination, head_seq(conn))
 
 
+def record_destination_action(
+    conn: Connection, rows: DestinationRows, destination_id: str, scope: str | None, audit: Audit
+) -> None:
+    """The audit event of an action that changes nothing stored (a test send)."""
+    _audit(conn, audit(rows.visible(conn, destination_id, scope)), None)
+
+
 def delete_destination(
     conn: Connection, rows: DestinationRows, destination_id: str, scope: str | None, audit: Audit
 ) -> None:
