@@ -44,7 +44,11 @@ def test_a_sumo_source_repeating_its_url_does_not_leak_it(service: Service, sumo
         for text in seen:
             assert SUMO_CODE not in text, text
         assert "********" in seen[2], "the test answer shows what came back, masked"
-        tested = [e for e in audit_events(service, destination["id"]) if e["action"] == "audit_stream.destination.tested"]
+        tested = [
+            e
+            for e in audit_events(service, destination["id"])
+            if e["action"] == "audit_stream.destination.tested"
+        ]
         assert tested and tested[-1]["details"]["delivered"] is False
         assert tested[-1]["details"]["status_code"] == 301
         assert tested[-1]["actor"]["token"]["name"] == "initial admin token", "the test is audited"

@@ -19,7 +19,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auditrelay import __version__
-from auditrelay.api import destinations, ingest, log_browse, orgs, problems, recovery, session, tokens, users
+from auditrelay.api import (
+    destinations,
+    docs,
+    ingest,
+    log_browse,
+    orgs,
+    problems,
+    recovery,
+    session,
+    tokens,
+    users,
+)
 from auditrelay.api.auth import Authenticator, require_reader
 from auditrelay.cluster import DeliveryCoordinator
 from auditrelay.config import Settings, configure_logging
@@ -124,7 +135,10 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         description="Streams audit events to SIEMs: Splunk HEC, Sumo Logic, any HTTP endpoint taking JSON.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    app.openapi = lambda: docs.build_openapi(app)  # type: ignore[method-assign]
     app.add_middleware(AdminBodyLimit)
     problems.install(app)
     app.include_router(ingest.router)
@@ -135,6 +149,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(orgs.router)
     app.include_router(users.router)
     app.include_router(session.router)
+    app.include_router(docs.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:

@@ -18,8 +18,10 @@ import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from auditrelay.errors import Forbidden, Unauthenticated
 from auditrelay.security import Principal, Role
@@ -117,7 +119,24 @@ def person_principal(view: SessionView, wanted_org: str | None) -> Principal:
     return Principal("", user.email, roles[org], org, user.id, member_of)
 
 
-async def require_manager(request: Request) -> Principal:
+#: Declared for the OpenAPI document (Swagger UI's Authorize button); the checks themselves
+#: are `Authenticator`'s, with its own messages.
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="token",
+    description="An API token: `Authorization: Bearer ar_<role>_...` (`auditrelay token create`)",
+)
+SESSION = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    scheme_name="session",
+    description="A person's session (POST /api/v1/session); changes also send X-CSRF-Token",
+)
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+Session = Annotated[str | None, Depends(SESSION)]
+
+
+async def require_manager(request: Request, _token: Bearer = None, _session: Session = None) -> Principal:
     """Admins, and owners within their organization: changes to destinations and tokens."""
     principal = await request.app.state.auth.principal(request)
     if not principal.role.manages:
@@ -129,7 +148,7 @@ async def require_manager(request: Request) -> Principal:
     return principal
 
 
-async def require_reader(request: Request) -> Principal:
+async def require_reader(request: Request, _token: Bearer = None, _session: Session = None) -> Principal:
     """Admins, owners and viewers: status, events and history."""
     principal = await request.app.state.auth.principal(request)
     if not principal.role.reads:
@@ -139,7 +158,7 @@ async def require_reader(request: Request) -> Principal:
     return principal
 
 
-async def require_ingest(request: Request) -> Principal:
+async def require_ingest(request: Request, _token: Bearer = None) -> Principal:
     principal = await request.app.state.auth.principal(request)
     if principal.role is not Role.INGEST:
         raise Forbidden(

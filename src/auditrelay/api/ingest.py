@@ -7,6 +7,7 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from auditrelay.api.auth import require_ingest
@@ -74,9 +75,45 @@ def refuse_other_orgs(events: list[ValidEvent], own: str) -> None:
         )
 
 
+class Conflict(BaseModel):
+    id: str
+    index: int
+    message: str
+
+
+class IngestAnswer(BaseModel):
+    """What ingest answers once the events are durable."""
+
+    accepted: int
+    stored: int
+    ids: list[str]
+    already_stored: list[str]
+    conflicts: list[Conflict] | None = None
+
+
+_EVENT = {"$ref": "#/components/schemas/AuditEvent"}
+INGEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [_EVENT, {"type": "array", "items": _EVENT, "minItems": 1, "maxItems": 1000}]
+                }
+            },
+            "application/x-ndjson": {
+                "schema": {"type": "string", "description": "one event (an AuditEvent) per line"}
+            },
+        },
+    }
+}
+
+
 @router.post(
     "/api/v1/events",
     status_code=202,
+    responses={202: {"model": IngestAnswer, "description": "Stored durably"}},
+    openapi_extra=INGEST_BODY,
     summary="Send audit events",
     description="One event object, a JSON array of events, or NDJSON (Content-Type: application/x-ndjson), "
     "optionally gzip-encoded (Content-Encoding: gzip). All-or-nothing: one invalid event rejects the "

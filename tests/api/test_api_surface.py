@@ -1,0 +1,51 @@
+"""The API's own description: Swagger UI served by the service (no CDN), an OpenAPI document
+with the two ways to authenticate, the event schema ingest takes and problem+json errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api.conftest import Api
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_swagger_ui_loads_nothing_from_elsewhere(api: Api) -> None:
+    page = await api.client.get("/docs")
+    assert page.status_code == 200
+    assert "/docs/assets/swagger-ui-bundle.js" in page.text and "/docs/assets/swagger-ui.css" in page.text
+    assert "cdn." not in page.text and "https://" not in page.text.replace("https://swagger.io", "")
+    script = await api.client.get("/docs/assets/swagger-ui-bundle.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert len(script.content) > 100_000
+    assert (await api.client.get("/docs/assets/../../cli.py")).status_code == 404
+    assert (await api.client.get("/docs/assets/VERSION")).status_code == 404
+    assert (await api.client.get("/redoc")).status_code == 404, "ReDoc needs a CDN: not offered"
+
+
+async def test_the_openapi_document_says_how_to_authenticate_and_what_errors_look_like(api: Api) -> None:
+    document = (await api.client.get("/openapi.json")).json()
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["token"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": schemes["token"]["description"],
+    }
+    assert schemes["session"]["in"] == "cookie" and schemes["session"]["name"] == "auditrelay_session"
+    paths = document["paths"]
+    assert paths["/api/v1/destinations"]["get"]["security"] == [{"token": []}, {"session": []}]
+    assert paths["/api/v1/events"]["post"]["security"] == [{"token": []}]
+    assert "security" not in paths["/api/v1/schema/event"]["get"]
+    ingest = paths["/api/v1/events"]["post"]
+    body = ingest["requestBody"]["content"]
+    assert {"application/json", "application/x-ndjson"} <= set(body)
+    assert document["components"]["schemas"]["AuditEvent"]["required"] == ["action", "actor"]
+    assert ingest["responses"]["202"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/IngestAnswer"
+    }
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            errors = operation["responses"]["default"]["content"]
+            assert list(errors) == ["application/problem+json"], (method, path)
+            assert "422" not in operation["responses"], "FastAPI's own error shape is never sent"
+    assert "HTTPValidationError" not in document["components"]["schemas"]
