@@ -20,6 +20,12 @@ pytestmark = pytest.mark.anyio
         ({"headers": [{"name": "X-Bad\r\nInjected", "value": "v"}]}, "headers.0.name"),
         ({"headers": [{"name": "X-Ok", "value": "v\r\nX-Injected: 1"}]}, "headers.0.value"),
         ({"headers": [{"name": "Bad Name", "value": "v"}]}, "headers.0.name"),
+        # `$` matches before a final newline: every pattern must match the whole value.
+        ({"headers": [{"name": "X-Ok\n", "value": "v"}]}, "headers.0.name"),
+        ({"verification_token": "a" * 16 + "\n"}, "verification_token"),
+        ({"event_types": ["document.create\n"]}, "event_types"),
+        ({"content_type": "application/json\n"}, "content_type"),
+        ({"content_type": "applicätion/json"}, "content_type"),
         ({"headers": [{"name": "Content-Length", "value": "1"}]}, "headers.0.name"),
         ({"headers": [{"name": "X-A", "value": "1"}, {"name": "x-a", "value": "2"}]}, "headers"),
         ({"event_types": ["Document Create"]}, "event_types"),

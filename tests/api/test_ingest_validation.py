@@ -141,3 +141,22 @@ async def test_missing_wrong_and_misused_tokens_are_refused(api: Api) -> None:
         response = await api.ingest(method, path)
         assert response.status_code == 403, (method, path)
         assert "ingest tokens can only send events" in response.json()["detail"]
+
+
+async def test_a_trailing_newline_is_refused_naming_the_field(api: Api) -> None:
+    """`$` in a Python pattern matches before a final newline: every pattern must match the
+    whole value, or "<uuid>\\n" slips past de-duplication and "document.create\\n" past exact
+    event-type filters."""
+    before = await api.head()
+    event_id = "806ed0d9-7d25-4df2-9a6c-f7d2f6b8dba6"
+    cases = {
+        "id": make_event(id=event_id + "\n"),
+        "action": make_event(action="document.create\n"),
+        "timestamp": make_event(timestamp="2024-11-13T06:00:51.518Z\n"),
+        "context.ip_address": make_event(context={"ip_address": "39.139.42.243\n"}),
+    }
+    for field, event in cases.items():
+        response = await api.ingest("POST", "/api/v1/events", json=event)
+        assert response.status_code == 422, (field, response.text)
+        assert [e["field"] for e in response.json()["errors"]] == [field], response.text
+    assert await api.head() == before

@@ -33,7 +33,7 @@ async def browse_events(
         Query(min_length=1, max_length=200, description="one organization's events (instance-wide callers)"),
     ] = None,
 ) -> Response:
-    if action is not None and not EVENT_TYPE.match(action):
+    if action is not None and not EVENT_TYPE.fullmatch(action):
         raise ValidationError(
             "invalid action filter", [FieldError("action", "use 'document.create' or 'document.*'")]
         )

@@ -12,7 +12,7 @@ from auditrelay.destinations import KINDS, MASKED, check_header_text, kind_names
 
 MAX_HEADERS = 20
 #: RFC 9110 `token`: the characters a header field name may use.
-HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: Set by auditrelay itself or by the HTTP layer; an admin overriding them would break delivery.
 RESERVED_HEADERS = {
     "content-type",
@@ -29,9 +29,9 @@ RESERVED_HEADERS = {
     "user-agent",
     "x-auditrelay-streaming-token",
 }
-EVENT_TYPE = re.compile(r"^(\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?)$")
-MEDIA_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+(\s*;\s*[\w.+-]+=[\w.+\"-]+)*$")
-VERIFICATION_TOKEN = re.compile(r"^[\x21-\x7e]{16,200}$")
+EVENT_TYPE = re.compile(r"\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?")
+MEDIA_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+([ \t]*;[ \t]*[\w.+-]+=[\w.+\"-]+)*", re.ASCII)
+VERIFICATION_TOKEN = re.compile(r"[\x21-\x7e]{16,200}")
 
 
 class HeaderIn(BaseModel):
@@ -44,7 +44,7 @@ class HeaderIn(BaseModel):
     @field_validator("name")
     @classmethod
     def _token(cls, name: str) -> str:
-        if not HEADER_NAME.match(name):
+        if not HEADER_NAME.fullmatch(name):
             raise ValueError("a header name must be an RFC 9110 token (letters, digits, !#$%&'*+-.^_`|~)")
         if name.lower() in RESERVED_HEADERS:
             hint = " (use the content_type setting)" if name.lower() == "content-type" else ""
@@ -89,7 +89,7 @@ def _check_headers(headers: list[HeaderIn] | None) -> list[HeaderIn] | None:
 
 def _check_event_types(values: list[str] | None) -> list[str] | None:
     for value in values or []:
-        if not EVENT_TYPE.match(value):
+        if not EVENT_TYPE.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not an event type: use 'document.create' or a prefix 'document.*'"
             )
@@ -115,7 +115,7 @@ def _check_kind(value: str | None) -> str | None:
 
 
 def _check_content_type(value: str | None) -> str | None:
-    if value is not None and not MEDIA_TYPE.match(value):
+    if value is not None and not MEDIA_TYPE.fullmatch(value):
         raise ValueError("must be a media type such as 'application/json'")
     return value
 
@@ -152,7 +152,7 @@ class DestinationCreate(_DestinationFields):
     @field_validator("verification_token")
     @classmethod
     def _verification_token(cls, value: str | None) -> str | None:
-        if value is not None and not VERIFICATION_TOKEN.match(value):
+        if value is not None and not VERIFICATION_TOKEN.fullmatch(value):
             raise ValueError("must be 16 to 200 printable ASCII characters without spaces")
         return value
 
