@@ -33,6 +33,11 @@ MAX_STRING_LENGTH = 4096
 _UUID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)", re.ASCII)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The times an event may carry, in UTC: from the Unix epoch to the end of the year 9999
+#: (the stored form has four digits of year; times stored are milliseconds since the epoch).
+MIN_TIMESTAMP = _EPOCH
+MAX_TIMESTAMP = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+TIMESTAMP_RANGE = "1970-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z"
 _IPV4 = re.compile(r"((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)", re.ASCII)
 _CANONICAL_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", re.ASCII)
 
@@ -316,7 +321,13 @@ def _check_timestamp(value: Any, received: datetime, fail: Any) -> tuple[str, in
                 f"must be RFC 3339 with a UTC offset, such as '2024-11-13T06:00:51.518Z', got {value[:60]!r}",
             )
             return "", 0
-    utc = moment.astimezone(UTC)
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is in the year 10000 in UTC
+        utc = None
+    if utc is None or not MIN_TIMESTAMP <= utc <= MAX_TIMESTAMP:
+        fail("timestamp", f"must be between {TIMESTAMP_RANGE} once converted to UTC, got {str(value)[:60]!r}")
+        return "", 0
     millis = utc.microsecond // 1000
     # Whole seconds and milliseconds apart: float arithmetic would be off by 1 ms at times.
     epoch_ms = (utc.replace(microsecond=0) - _EPOCH) // timedelta(seconds=1) * 1000 + millis

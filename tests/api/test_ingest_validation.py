@@ -160,3 +160,28 @@ async def test_a_trailing_newline_is_refused_naming_the_field(api: Api) -> None:
         assert response.status_code == 422, (field, response.text)
         assert [e["field"] for e in response.json()["errors"]] == [field], response.text
     assert await api.head() == before
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "9999-12-31T23:59:59-01:00",  # the year 10000 in UTC
+        "0001-01-01T00:00:00+01:00",  # the year 0 in UTC
+        "1969-12-31T23:59:59.999Z",
+        "1970-01-01T00:30:00+01:00",
+    ],
+)
+async def test_a_timestamp_out_of_range_in_utc_is_422_on_the_timestamp(api: Api, timestamp: str) -> None:
+    before = await api.head()
+    response = await api.ingest("POST", "/api/v1/events", json=make_event(timestamp=timestamp))
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["errors"]
+    assert error["field"] == "timestamp"
+    assert "between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z" in error["message"]
+    assert await api.head() == before
+
+
+async def test_the_ends_of_the_timestamp_range_are_accepted(api: Api) -> None:
+    for timestamp in ("1970-01-01T00:00:00Z", "9999-12-31T23:59:59.999Z", "9999-12-31T23:59:59+00:00"):
+        response = await api.ingest("POST", "/api/v1/events", json=make_event(timestamp=timestamp))
+        assert response.status_code == 202, (timestamp, response.text)
