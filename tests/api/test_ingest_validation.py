@@ -185,3 +185,33 @@ async def test_the_ends_of_the_timestamp_range_are_accepted(api: Api) -> None:
     for timestamp in ("1970-01-01T00:00:00Z", "9999-12-31T23:59:59.999Z", "9999-12-31T23:59:59+00:00"):
         response = await api.ingest("POST", "/api/v1/events", json=make_event(timestamp=timestamp))
         assert response.status_code == 202, (timestamp, response.text)
+
+
+def _nested_details(depth: int) -> bytes:
+    """An event whose `details` is `depth` arrays deep (the event's own depth one more)."""
+    return b'{"action":"document.create","actor":{"type":"system"},"details":%s}' % (
+        b"[" * depth + b"]" * depth
+    )
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-ndjson"])
+async def test_nesting_too_deep_is_a_4xx_never_a_500(api: Api, content_type: str) -> None:
+    before = await api.head()
+    headers = {"Content-Type": content_type}
+    # 64 levels counting the event: accepted.
+    response = await api.ingest("POST", "/api/v1/events", content=_nested_details(63), headers=headers)
+    assert response.status_code == 202, response.text
+    after = await api.head()
+    # Deeper, up to what the JSON parser reads (orjson: 1024) and past what it writes (255):
+    # 422 on the field.
+    for depth in (64, 300, 1000):
+        response = await api.ingest("POST", "/api/v1/events", content=_nested_details(depth), headers=headers)
+        assert response.status_code == 422, (depth, response.text)
+        (error,) = response.json()["errors"]
+        assert error["field"] == "details"
+        assert "more than 64 levels deep" in error["message"]
+    # Deeper than the parser reads: 400, not valid JSON for us.
+    response = await api.ingest("POST", "/api/v1/events", content=_nested_details(5000), headers=headers)
+    assert response.status_code == 400, response.text
+    assert "not valid JSON" in response.json()["detail"]
+    assert after == before + 1 and await api.head() == after
