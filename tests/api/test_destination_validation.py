@@ -140,3 +140,39 @@ async def test_a_streamed_oversized_admin_body_is_413(api: Api) -> None:
     )
     assert "content-length" not in response.request.headers
     assert response.status_code == 413
+
+
+async def test_integers_past_64_bits_are_4xx_not_500(api: Api) -> None:
+    """Past what a database column holds (sequence numbers: signed 64 bits; dead letter ids:
+    32 bits on PostgreSQL): a path id names no dead letter (404, as any unknown id); a query
+    or body value is the field's 422."""
+    created = await api.admin(
+        "POST", "/api/v1/destinations", json={"name": "big-ints", "kind": "http", "url": SOMEWHERE}
+    )
+    assert created.status_code == 201, created.text
+    base = f"/api/v1/destinations/{created.json()['id']}"
+    for big in (2**31, 2**63, 2**64, 10**30):
+        response = await api.admin("DELETE", f"{base}/dead-letters/{big}")
+        assert response.status_code == 404, response.text
+        assert f"no dead letter {big}" in response.json()["detail"]
+        checks = [
+            (await api.admin("GET", f"{base}/dead-letters", params={"after": big}), "query.after"),
+            (await api.admin("POST", f"{base}/dead-letters/resend", json={"ids": [1, big]}), "ids.1"),
+        ]
+        if big >= 2**63:
+            checks += [
+                (await api.admin("POST", f"{base}/replay", json={"from_seq": 1, "to_seq": big}), "to_seq"),
+                (await api.admin("POST", f"{base}/replay", json={"from_seq": big}), "from_seq"),
+            ]
+        for response, field in checks:
+            assert response.status_code == 422, (field, response.text)
+            assert [e["field"] for e in response.json()["errors"]] == [field], response.text
+    # The largest id that can exist is still looked up: an unknown one is a 404.
+    response = await api.admin("DELETE", f"{base}/dead-letters/{2**31 - 1}")
+    assert response.status_code == 404
+    response = await api.admin("GET", f"{base}/dead-letters", params={"after": 2**31 - 1})
+    assert response.status_code == 200, response.text
+    response = await api.admin("POST", f"{base}/dead-letters/resend", json={"ids": [2**31 - 1]})
+    assert response.status_code == 404, response.text
+    response = await api.admin("POST", f"{base}/replay", json={"from_seq": 2**63 - 1})
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "", response.text

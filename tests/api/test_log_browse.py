@@ -39,3 +39,12 @@ async def test_an_action_filter_with_a_trailing_newline_is_refused(api: Api) -> 
     response = await api.admin("GET", "/api/v1/events", params={"action": "document.create\n"})
     assert response.status_code == 422, response.text
     assert [e["field"] for e in response.json()["errors"]] == ["action"]
+
+
+async def test_after_past_64_bits_is_422_on_after(api: Api) -> None:
+    for big in (2**63, 2**64):
+        response = await api.admin("GET", "/api/v1/events", params={"after": big})
+        assert response.status_code == 422, response.text
+        assert [e["field"] for e in response.json()["errors"]] == ["query.after"]
+    response = await api.admin("GET", "/api/v1/events", params={"after": 2**63 - 1})
+    assert response.status_code == 200 and response.json()["events"] == []

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from auditrelay.destinations import KINDS, MASKED, check_header_text, kind_names
+from auditrelay.model import MAX_DEAD_LETTER_ID, MAX_STORED_INT
 
 MAX_HEADERS = 20
 #: RFC 9110 `token`: the characters a header field name may use.
@@ -198,8 +200,8 @@ class ReplayRequest(BaseModel):
     """A range of the log, by sequence numbers or by the time events were stored."""
 
     model_config = ConfigDict(extra="forbid")
-    from_seq: int | None = Field(default=None, ge=1)
-    to_seq: int | None = Field(default=None, ge=1)
+    from_seq: int | None = Field(default=None, ge=1, le=MAX_STORED_INT)
+    to_seq: int | None = Field(default=None, ge=1, le=MAX_STORED_INT)
     from_time: datetime | None = None
     to_time: datetime | None = None
 
@@ -220,4 +222,6 @@ class ReplayRequest(BaseModel):
 class ResendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     #: Dead letters to re-send; the oldest ones (up to 100) when absent.
-    ids: list[int] | None = Field(default=None, max_length=MAX_RESEND)
+    ids: list[Annotated[int, Field(ge=1, le=MAX_DEAD_LETTER_ID)]] | None = Field(
+        default=None, max_length=MAX_RESEND
+    )
