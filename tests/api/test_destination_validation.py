@@ -176,3 +176,46 @@ async def test_integers_past_64_bits_are_4xx_not_500(api: Api) -> None:
     assert response.status_code == 404, response.text
     response = await api.admin("POST", f"{base}/replay", json={"from_seq": 2**63 - 1})
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "", response.text
+
+
+@pytest.mark.parametrize("kind", ["http", "sumo_logic", "splunk_hec"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://[::1",
+        "https://[::1]x/",
+        "http://127.0.0.1:99999/",
+        "http://127.0.0.1:port/",
+        "http://" + "a" * 64 + ".example/",  # a DNS label is at most 63 characters
+        "http://a..example/",
+        "http://127.0.0.1/a\x00b",
+    ],
+)
+async def test_a_url_that_does_not_parse_is_422_on_create_and_patch(api: Api, kind: str, url: str) -> None:
+    token = {"token": "t-1234567890"} if kind == "splunk_hec" else {}
+    created = await api.admin(
+        "POST", "/api/v1/destinations", json={"name": "u", "kind": kind, "url": SOMEWHERE, **token}
+    )
+    assert created.status_code == 201, created.text
+    before = created.json()
+    response = await api.admin(
+        "POST", "/api/v1/destinations", json={"name": "u", "kind": kind, "url": url, **token}
+    )
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == ["url"], response.text
+    response = await api.admin("PATCH", f"/api/v1/destinations/{before['id']}", json={"url": url})
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == ["url"], response.text
+    after = (await api.admin("GET", f"/api/v1/destinations/{before['id']}")).json()
+    assert (after["url"], after["updated_at"]) == (before["url"], before["updated_at"])
+    await api.admin("DELETE", f"/api/v1/destinations/{before['id']}")
+
+
+async def test_a_host_name_that_cannot_be_resolved_at_all_is_422_when_resolving(strict_api: Api) -> None:
+    for url in ("https://" + "a" * 64 + ".example/", "https://a..example/"):
+        response = await strict_api.admin(
+            "POST", "/api/v1/destinations", json={"name": "n", "kind": "http", "url": url}
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["field"] == "url"
+        assert "not a valid host name" in response.json()["errors"][0]["message"]

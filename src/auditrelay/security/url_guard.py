@@ -45,16 +45,26 @@ def check_destination_url(url: str, allow_private: bool) -> None:
         raise UnsafeUrl("must start with https:// or http://")
     if not parts.hostname:
         raise UnsafeUrl("has no host")
+    host_and_port = parts.netloc.rpartition("@")[2]
+    if host_and_port.startswith("[") and host_and_port.partition("]")[2][:1] not in ("", ":"):
+        raise UnsafeUrl("is not a valid URL: Invalid IPv6 URL")  # `[::1]x`: the HTTP client refuses it
     if parts.username or parts.password:
         raise UnsafeUrl("must not carry credentials; use the token or a custom header instead")
-    if any(ch in url for ch in "\r\n\t "):
+    if any(ch <= " " or ch == "\x7f" for ch in url):
         raise UnsafeUrl("must not contain spaces or control characters")
+    try:
+        # What the resolver does to a name first; a label empty or past 63 characters fails.
+        parts.hostname.encode("idna")
+    except UnicodeError as exc:
+        raise UnsafeUrl(f"host {parts.hostname[:60]!r} is not a valid host name ({exc})") from exc
     if allow_private:
         return
     try:
         infos = socket.getaddrinfo(parts.hostname, port or 443, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
         raise UnsafeUrl(f"host {parts.hostname!r} does not resolve ({exc.strerror})", transient=True) from exc
+    except UnicodeError as exc:  # the name did not survive IDNA encoding after all
+        raise UnsafeUrl(f"host {parts.hostname[:60]!r} is not a valid host name ({exc})") from exc
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if is_internal_address(address):

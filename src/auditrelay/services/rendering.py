@@ -46,8 +46,12 @@ def public_settings(d: Destination, secret_url: bool = False) -> dict[str, Any]:
 
 
 def mask_url(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}/{mask(parts.path + parts.query) or ''}"
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # nothing of a URL that does not parse is shown
+        return "********"
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}/{mask(parts.path + parts.query) or ''}"
 
 
 #: How long before retention's hard maximum removes events a destination still owes the

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -116,6 +117,17 @@ def _check_kind(value: str | None) -> str | None:
     return value
 
 
+def _check_url_syntax(value: str | None) -> str | None:
+    """A URL that does not even parse (`https://[::1`, a port past 65535) is the url's 422
+    here, before anything renders or diffs it; where it may point is the URL guard's part."""
+    if value is not None:
+        try:
+            _ = urlsplit(value.strip()).port  # the port is parsed only when asked for
+        except ValueError as exc:
+            raise ValueError(f"is not a valid URL: {exc}") from None
+    return value
+
+
 def _check_content_type(value: str | None) -> str | None:
     if value is not None and not MEDIA_TYPE.fullmatch(value):
         raise ValueError("must be a media type such as 'application/json'")
@@ -150,6 +162,7 @@ class DestinationCreate(_DestinationFields):
     delivery: DeliveryIn | None = None
 
     _kind = field_validator("kind")(_check_kind)
+    _url_syntax = field_validator("url")(_check_url_syntax)
 
     @field_validator("verification_token")
     @classmethod
@@ -190,6 +203,7 @@ class DestinationPatch(_DestinationFields):
     _kind = field_validator("kind")(_check_kind)
     _token_text = field_validator("token")(DestinationCreate._token_text.__func__)  # type: ignore[attr-defined]
     _url_not_masked = field_validator("url")(DestinationCreate._url_not_masked.__func__)  # type: ignore[attr-defined]
+    _url_syntax = field_validator("url")(_check_url_syntax)
 
 
 #: Dead letters re-sent by one call at most (each is one request).
