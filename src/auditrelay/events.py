@@ -157,10 +157,10 @@ def validate_events(
             valid.append(event)
     if errors:
         plural = "s" if len(items) > 1 else ""
-        raise ValidationError(
-            f"{len({e.index for e in errors})} of {len(items)} event{plural} invalid; nothing was stored",
-            errors,
-        )
+        detail = f"{len({e.index for e in errors})} of {len(items)} event{plural} invalid; nothing was stored"
+        if any(e.message == "unknown field" for e in errors):
+            detail += f"; the fields of an event are {', '.join(TOP_LEVEL_KEYS)}"
+        raise ValidationError(detail, errors)
     if max_event_bytes is not None:
         too_large = [
             FieldError("", f"the event is {len(e.body)} bytes; at most {max_event_bytes} are accepted", index)
@@ -187,7 +187,7 @@ def _validate_one(
         return None
     for key, value in item.items():
         if key not in TOP_LEVEL_KEYS:
-            fail(key, f"unknown field {key!r}; allowed fields are {', '.join(TOP_LEVEL_KEYS)}")
+            fail(key, "unknown field")  # the allowed ones are named once, in the detail
         elif _nests_deeper(value, MAX_NESTING_DEPTH - 1):
             fail(
                 key,

@@ -219,3 +219,24 @@ async def test_a_host_name_that_cannot_be_resolved_at_all_is_422_when_resolving(
         assert response.status_code == 422, response.text
         assert response.json()["errors"][0]["field"] == "url"
         assert "not a valid host name" in response.json()["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("where", ["top", "options", "batch"])
+async def test_thousands_of_unknown_settings_get_a_small_answer(api: Api, where: str) -> None:
+    # Within the 256 KiB admin body limit; long keys to show they are cut short.
+    unknown = {f"{'x' * 70}{i:05d}": 1 for i in range(3000)}
+    body: dict[str, Any] = {"name": "many", "kind": "http", "url": SOMEWHERE}
+    if where == "top":
+        body |= unknown
+    else:
+        body[where] = unknown
+    before = await api.destination_count()
+    response = await api.admin("POST", "/api/v1/destinations", json=body)
+    assert response.status_code == 422, response.text[:500]
+    assert len(response.content) < 20_000, len(response.content)
+    problem = response.json()
+    assert len(problem["detail"]) <= 1000
+    errors = problem["errors"]
+    assert len(errors) == 101 and errors[-1] == {"field": "", "message": "and 2900 more errors, not listed"}
+    assert all(len(e["field"]) <= 60 for e in errors)
+    assert await api.destination_count() == before

@@ -215,3 +215,35 @@ async def test_nesting_too_deep_is_a_4xx_never_a_500(api: Api, content_type: str
     assert response.status_code == 400, response.text
     assert "not valid JSON" in response.json()["detail"]
     assert after == before + 1 and await api.head() == after
+
+
+async def test_thousands_of_unknown_keys_get_a_small_answer_that_says_what_is_wrong(api: Api) -> None:
+    """A 422 does not amplify: the first 100 errors, one entry counting the rest, echoed keys
+    cut short, and the allowed fields named once, in the detail."""
+    before = await api.head()
+    unknown = {f"{'k' * 100}{i:05d}": i for i in range(4000)}
+    body = json.dumps([make_event(**unknown), make_event(), make_event(action="Bad Action")]).encode()
+    assert len(body) > 400_000
+    response = await api.ingest(
+        "POST", "/api/v1/events", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text[:500]
+    assert len(response.content) < 20_000, len(response.content)
+    problem = response.json()
+    assert problem["detail"].startswith("2 of 3 events invalid; nothing was stored")
+    assert "the fields of an event are id, org, action, actor" in problem["detail"]
+    errors = problem["errors"]
+    assert len(errors) == 101
+    assert all(e["index"] == 0 and e["message"] == "unknown field" for e in errors[:100])
+    assert all(len(e["field"]) <= 60 and e["field"].startswith("kkkk") for e in errors[:100])
+    assert errors[100] == {"field": "", "message": "and 3901 more errors, not listed"}
+    assert await api.head() == before
+
+
+async def test_a_few_errors_are_listed_whole(api: Api) -> None:
+    response = await api.ingest("POST", "/api/v1/events", json=make_event(color="blue", size=3))
+    assert response.status_code == 422
+    assert [(e["field"], e["message"]) for e in response.json()["errors"]] == [
+        ("color", "unknown field"),
+        ("size", "unknown field"),
+    ]
