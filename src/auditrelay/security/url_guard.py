@@ -71,10 +71,37 @@ def check_destination_url(url: str, allow_private: bool) -> None:
             raise UnsafeUrl(f"resolves to {address}, {INTERNAL_HINT}")
 
 
+#: NAT64's well-known prefix (RFC 6052): the last 32 bits are the IPv4 address reached.
+NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
+#: Always refused: NAT64's local-use prefix (RFC 8215) and the deprecated site-local
+#: addresses (RFC 3879), both inside a network by definition.
+INTERNAL_IPV6_NETWORKS = (ipaddress.ip_network("64:ff9b:1::/48"), ipaddress.ip_network("fec0::/10"))
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for, if any: IPv4-mapped (::ffff:a.b.c.d),
+    6to4 (2002:AABB:CCDD::/48 for AA.BB.CC.DD) and NAT64 (64:ff9b::a.b.c.d). Reaching one
+    reaches that IPv4 address, so it is judged as that address. (IPv4-compatible ::a.b.c.d,
+    deprecated, and Teredo are refused as they are: reserved, and private.)"""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in NAT64_PREFIX:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def is_internal_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """True for addresses destinations may not reach unless private destinations are allowed."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.is_site_local or any(address in network for network in INTERNAL_IPV6_NETWORKS):
+            return True
+        embedded = embedded_ipv4(address)
+        if embedded is not None and is_internal_address(embedded):
+            return True
+        if address.ipv4_mapped is not None or address in NAT64_PREFIX:
+            return False  # a public IPv4 address in IPv6 form (which Python counts as reserved)
     return (
         address in METADATA_ADDRESSES
         or address.is_private
