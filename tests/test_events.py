@@ -115,3 +115,19 @@ def test_parse_body_forms_and_limits() -> None:
         parse_body(one, "application/xml", 10)
     with pytest.raises(ValidationError):
         parse_body(b"[]", "application/json", 10)
+
+
+def test_nesting_is_bounded_in_every_field_counting_the_event() -> None:
+    def nested(depth: int) -> Any:
+        value: Any = "leaf"
+        for level in range(depth):
+            value = {"k": value} if level % 2 else [value]
+        return value
+
+    validate_events([make_event(details=nested(63))])
+    validate_events([make_event(context={"site": nested(62)})])  # objects outermost when even
+    for field, value in (("details", nested(64)), ("context", {"site": nested(64)})):
+        with pytest.raises(ValidationError) as caught:
+            validate_events([make_event(**{field: value})])
+        assert [(e.field, e.index) for e in caught.value.errors] == [(field, 0)]
+        assert "more than 64 levels deep" in caught.value.errors[0].message

@@ -27,14 +27,22 @@ from auditrelay.model import StateChange
 TOP_LEVEL_KEYS = ("id", "org", "action", "actor", "context", "timestamp", "details", "entity", "target")
 MAX_ORG_LENGTH = 200
 ACTOR_TYPES = ("user", "service", "system", "anonymous")
-ACTION_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+ACTION_PATTERN = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
 MAX_ACTION_LENGTH = 200
 MAX_STRING_LENGTH = 4096
-_UUID_PATTERN = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_RFC3339 = re.compile(r"^\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)$")
+#: How deep arrays and objects may nest in an event, the event object itself the first level.
+#: Well within what JSON parsers (orjson: 1024 to read, 255 to write) and receivers handle.
+MAX_NESTING_DEPTH = 64
+_UUID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)", re.ASCII)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_IPV4 = re.compile(r"^((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$")
-_CANONICAL_TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+#: The times an event may carry, in UTC: from the Unix epoch to the end of the year 9999
+#: (the stored form has four digits of year; times stored are milliseconds since the epoch).
+MIN_TIMESTAMP = _EPOCH
+MAX_TIMESTAMP = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+TIMESTAMP_RANGE = "1970-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z"
+_IPV4 = re.compile(r"((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)", re.ASCII)
+_CANONICAL_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,10 +157,10 @@ def validate_events(
             valid.append(event)
     if errors:
         plural = "s" if len(items) > 1 else ""
-        raise ValidationError(
-            f"{len({e.index for e in errors})} of {len(items)} event{plural} invalid; nothing was stored",
-            errors,
-        )
+        detail = f"{len({e.index for e in errors})} of {len(items)} event{plural} invalid; nothing was stored"
+        if any(e.message == "unknown field" for e in errors):
+            detail += f"; the fields of an event are {', '.join(TOP_LEVEL_KEYS)}"
+        raise ValidationError(detail, errors)
     if max_event_bytes is not None:
         too_large = [
             FieldError("", f"the event is {len(e.body)} bytes; at most {max_event_bytes} are accepted", index)
@@ -177,9 +185,15 @@ def _validate_one(
     if not isinstance(item, dict):
         fail("", f"an event must be a JSON object, not {_json_type(item)}")
         return None
-    for key in item:
+    for key, value in item.items():
         if key not in TOP_LEVEL_KEYS:
-            fail(key, f"unknown field {key!r}; allowed fields are {', '.join(TOP_LEVEL_KEYS)}")
+            fail(key, "unknown field")  # the allowed ones are named once, in the detail
+        elif _nests_deeper(value, MAX_NESTING_DEPTH - 1):
+            fail(
+                key,
+                f"nests arrays and objects more than {MAX_NESTING_DEPTH} levels deep "
+                "(counting the event itself); flatten it",
+            )
 
     event_id = _check_id(item.get("id"), fail)
     org = item.get("org")
@@ -190,7 +204,7 @@ def _validate_one(
         fail("action", "is required")
     elif not isinstance(action, str):
         fail("action", f"must be a string, not {_json_type(action)}")
-    elif len(action) > MAX_ACTION_LENGTH or not ACTION_PATTERN.match(action):
+    elif len(action) > MAX_ACTION_LENGTH or not ACTION_PATTERN.fullmatch(action):
         fail("action", "must be lowercase dotted words such as 'document.create' (a-z, 0-9, _)")
 
     _check_actor(item.get("actor"), fail)
@@ -224,7 +238,7 @@ def _check_id(value: Any, fail: Any) -> str:
     if not isinstance(value, str):
         fail("id", f"must be a UUID string, not {_json_type(value)}")
         return ""
-    if _UUID_PATTERN.match(value):
+    if _UUID_PATTERN.fullmatch(value):
         return value.lower()
     fail("id", f"must be a UUID such as '806ed0d9-7d25-4df2-9a6c-f7d2f6b8dba6', got {value[:60]!r}")
     return ""
@@ -263,7 +277,7 @@ def _check_context(context: Any, fail: Any) -> None:
         if not isinstance(ip, str):
             fail("context.ip_address", f"must be a string, not {_json_type(ip)}")
         else:
-            if not _IPV4.match(ip):  # the common case, checked cheaply
+            if not _IPV4.fullmatch(ip):  # the common case, checked cheaply
                 try:
                     ipaddress.IPv6Address(ip)
                 except ValueError:
@@ -307,7 +321,7 @@ def _check_timestamp(value: Any, received: datetime, fail: Any) -> tuple[str, in
         return "", 0
     else:
         try:
-            if not _RFC3339.match(value):
+            if not _RFC3339.fullmatch(value):
                 raise ValueError(value)
             moment = datetime.fromisoformat(value.upper())
         except ValueError:
@@ -316,13 +330,33 @@ def _check_timestamp(value: Any, received: datetime, fail: Any) -> tuple[str, in
                 f"must be RFC 3339 with a UTC offset, such as '2024-11-13T06:00:51.518Z', got {value[:60]!r}",
             )
             return "", 0
-    utc = moment.astimezone(UTC)
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is in the year 10000 in UTC
+        utc = None
+    if utc is None or not MIN_TIMESTAMP <= utc <= MAX_TIMESTAMP:
+        fail("timestamp", f"must be between {TIMESTAMP_RANGE} once converted to UTC, got {str(value)[:60]!r}")
+        return "", 0
     millis = utc.microsecond // 1000
     # Whole seconds and milliseconds apart: float arithmetic would be off by 1 ms at times.
     epoch_ms = (utc.replace(microsecond=0) - _EPOCH) // timedelta(seconds=1) * 1000 + millis
-    if isinstance(value, str) and _CANONICAL_TS.match(value):
+    if isinstance(value, str) and _CANONICAL_TS.fullmatch(value):
         return value, epoch_ms
     return utc.strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z", epoch_ms
+
+
+def _nests_deeper(value: Any, levels: int) -> bool:
+    """True when `value` nests more than `levels` levels of arrays and objects (a scalar: 0).
+    Recurses at most `levels + 1` calls deep, whatever the input."""
+    if isinstance(value, dict):
+        children: Any = value.values()
+    elif isinstance(value, list):
+        children = value
+    else:
+        return False
+    if levels <= 0:
+        return True
+    return any(_nests_deeper(child, levels - 1) for child in children)
 
 
 def _check_optional_string(value: Any, field: str, fail: Any) -> None:

@@ -11,6 +11,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+#: The largest integer a column holds (SQLite's INTEGER and PostgreSQL's BIGINT are signed
+#: 64 bits): sequence numbers and ids the API is given are bounded by it, so a larger one is
+#: the caller's error, not the database driver's overflow.
+MAX_STORED_INT = 2**63 - 1
+#: The largest dead letter id: its column is an INTEGER, 32 bits on PostgreSQL.
+MAX_DEAD_LETTER_ID = 2**31 - 1
+
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:

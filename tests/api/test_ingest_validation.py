@@ -141,3 +141,109 @@ async def test_missing_wrong_and_misused_tokens_are_refused(api: Api) -> None:
         response = await api.ingest(method, path)
         assert response.status_code == 403, (method, path)
         assert "ingest tokens can only send events" in response.json()["detail"]
+
+
+async def test_a_trailing_newline_is_refused_naming_the_field(api: Api) -> None:
+    """`$` in a Python pattern matches before a final newline: every pattern must match the
+    whole value, or "<uuid>\\n" slips past de-duplication and "document.create\\n" past exact
+    event-type filters."""
+    before = await api.head()
+    event_id = "806ed0d9-7d25-4df2-9a6c-f7d2f6b8dba6"
+    cases = {
+        "id": make_event(id=event_id + "\n"),
+        "action": make_event(action="document.create\n"),
+        "timestamp": make_event(timestamp="2024-11-13T06:00:51.518Z\n"),
+        "context.ip_address": make_event(context={"ip_address": "39.139.42.243\n"}),
+    }
+    for field, event in cases.items():
+        response = await api.ingest("POST", "/api/v1/events", json=event)
+        assert response.status_code == 422, (field, response.text)
+        assert [e["field"] for e in response.json()["errors"]] == [field], response.text
+    assert await api.head() == before
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "9999-12-31T23:59:59-01:00",  # the year 10000 in UTC
+        "0001-01-01T00:00:00+01:00",  # the year 0 in UTC
+        "1969-12-31T23:59:59.999Z",
+        "1970-01-01T00:30:00+01:00",
+    ],
+)
+async def test_a_timestamp_out_of_range_in_utc_is_422_on_the_timestamp(api: Api, timestamp: str) -> None:
+    before = await api.head()
+    response = await api.ingest("POST", "/api/v1/events", json=make_event(timestamp=timestamp))
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["errors"]
+    assert error["field"] == "timestamp"
+    assert "between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z" in error["message"]
+    assert await api.head() == before
+
+
+async def test_the_ends_of_the_timestamp_range_are_accepted(api: Api) -> None:
+    for timestamp in ("1970-01-01T00:00:00Z", "9999-12-31T23:59:59.999Z", "9999-12-31T23:59:59+00:00"):
+        response = await api.ingest("POST", "/api/v1/events", json=make_event(timestamp=timestamp))
+        assert response.status_code == 202, (timestamp, response.text)
+
+
+def _nested_details(depth: int) -> bytes:
+    """An event whose `details` is `depth` arrays deep (the event's own depth one more)."""
+    return b'{"action":"document.create","actor":{"type":"system"},"details":%s}' % (
+        b"[" * depth + b"]" * depth
+    )
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-ndjson"])
+async def test_nesting_too_deep_is_a_4xx_never_a_500(api: Api, content_type: str) -> None:
+    before = await api.head()
+    headers = {"Content-Type": content_type}
+    # 64 levels counting the event: accepted.
+    response = await api.ingest("POST", "/api/v1/events", content=_nested_details(63), headers=headers)
+    assert response.status_code == 202, response.text
+    after = await api.head()
+    # Deeper, up to what the JSON parser reads (orjson: 1024) and past what it writes (255):
+    # 422 on the field.
+    for depth in (64, 300, 1000):
+        response = await api.ingest("POST", "/api/v1/events", content=_nested_details(depth), headers=headers)
+        assert response.status_code == 422, (depth, response.text)
+        (error,) = response.json()["errors"]
+        assert error["field"] == "details"
+        assert "more than 64 levels deep" in error["message"]
+    # Deeper than the parser reads: 400, not valid JSON for us.
+    response = await api.ingest("POST", "/api/v1/events", content=_nested_details(5000), headers=headers)
+    assert response.status_code == 400, response.text
+    assert "not valid JSON" in response.json()["detail"]
+    assert after == before + 1 and await api.head() == after
+
+
+async def test_thousands_of_unknown_keys_get_a_small_answer_that_says_what_is_wrong(api: Api) -> None:
+    """A 422 does not amplify: the first 100 errors, one entry counting the rest, echoed keys
+    cut short, and the allowed fields named once, in the detail."""
+    before = await api.head()
+    unknown = {f"{'k' * 100}{i:05d}": i for i in range(4000)}
+    body = json.dumps([make_event(**unknown), make_event(), make_event(action="Bad Action")]).encode()
+    assert len(body) > 400_000
+    response = await api.ingest(
+        "POST", "/api/v1/events", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text[:500]
+    assert len(response.content) < 20_000, len(response.content)
+    problem = response.json()
+    assert problem["detail"].startswith("2 of 3 events invalid; nothing was stored")
+    assert "the fields of an event are id, org, action, actor" in problem["detail"]
+    errors = problem["errors"]
+    assert len(errors) == 101
+    assert all(e["index"] == 0 and e["message"] == "unknown field" for e in errors[:100])
+    assert all(len(e["field"]) <= 60 and e["field"].startswith("kkkk") for e in errors[:100])
+    assert errors[100] == {"field": "", "message": "and 3901 more errors, not listed"}
+    assert await api.head() == before
+
+
+async def test_a_few_errors_are_listed_whole(api: Api) -> None:
+    response = await api.ingest("POST", "/api/v1/events", json=make_event(color="blue", size=3))
+    assert response.status_code == 422
+    assert [(e["field"], e["message"]) for e in response.json()["errors"]] == [
+        ("color", "unknown field"),
+        ("size", "unknown field"),
+    ]

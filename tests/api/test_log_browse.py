@@ -33,3 +33,18 @@ async def test_a_page_of_large_events_ends_early_and_next_after_continues(api: A
         after = page["next_after"]
     assert len(pages) == 2 and len(pages[0]) < 12, [len(p) for p in pages]
     assert [i for page in pages for i in page] == [e["id"] for e in events], "all of them, once, in order"
+
+
+async def test_an_action_filter_with_a_trailing_newline_is_refused(api: Api) -> None:
+    response = await api.admin("GET", "/api/v1/events", params={"action": "document.create\n"})
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == ["action"]
+
+
+async def test_after_past_64_bits_is_422_on_after(api: Api) -> None:
+    for big in (2**63, 2**64):
+        response = await api.admin("GET", "/api/v1/events", params={"after": big})
+        assert response.status_code == 422, response.text
+        assert [e["field"] for e in response.json()["errors"]] == ["query.after"]
+    response = await api.admin("GET", "/api/v1/events", params={"after": 2**63 - 1})
+    assert response.status_code == 200 and response.json()["events"] == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import random
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -189,6 +190,33 @@ def test_status_classification_and_retry_after() -> None:
     assert classify_status(413, {}, b"").outcome is Outcome.REJECTED
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
     assert parse_retry_after("soon") is None
+
+
+def test_retry_after_is_read_strictly_and_anything_else_is_ignored() -> None:
+    assert parse_retry_after(" 120 ") == 120.0
+    assert parse_retry_after("9" * 5000) == 1e15  # no int() of 5,000 digits, no infinity
+    in_an_hour = time.time() + 3600
+    for form in ("%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"):
+        text = time.strftime(form, time.gmtime(in_an_hour))
+        wait = parse_retry_after(text)
+        assert wait is not None and 3590 < wait <= 3600, text
+    # "²" and "١٢" are digits to str.isdigit(), not to int(); the rest is not RFC 9110.
+    for odd in (
+        "²",
+        "١٢",
+        "1.5",
+        "-1",
+        "+3",
+        "12 s",
+        "0x10",
+        "Wed, 21 Oct 2015",
+        "Wed, 21 Oct 2015 07:28:00 CET",
+        "Wed, 21 Oct 2015 07:28:00 GMT x",
+        "Wéd, 21 Oct 2015 07:28:00 GMT",
+        "\udcb2",
+    ):
+        assert parse_retry_after(odd) is None, odd
+        assert classify_status(503, {"retry-after": odd}, b"").retry_after is None
 
 
 POLICY = RetryPolicy(initial_seconds=1.0, max_seconds=300.0, unauthorized_seconds=60.0)

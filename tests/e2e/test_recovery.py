@@ -473,3 +473,51 @@ def test_a_hold_survives_a_restart_and_a_rename_and_ends_when_the_url_changes(
     finally:
         wrong.close()
         right.close()
+
+
+#: Retry-After values that are not delta-seconds nor an HTTP date: ignored, never a crash.
+#: "²" is a digit to str.isdigit() but not to int(); sent as UTF-8 (the receiver writes
+#: header values as Latin-1), and "\xb2" as the one Latin-1 byte.
+ODD_RETRY_AFTER = [
+    *(v.encode().decode("latin-1") for v in ("²", "١٢", "1.5", "-1", "12 s", "Sun, 06 Nov 1994", "+3")),
+    "\xb2",
+]
+
+
+def test_an_odd_retry_after_is_ignored_by_test_resend_and_the_loop(
+    service: Service, add_destination: AddDestination, namespace: str
+) -> None:
+    siem = RefusesMarked(b'"poison"', 400, b"no")
+    try:
+        destination = add_destination(
+            name="odd-retry-after",
+            kind="http",
+            url=siem.url,
+            namespaces=[namespace],
+            delivery={"ordered": True},
+        )
+        path = f"/api/v1/destinations/{destination['id']}"
+        poison = in_ns(namespace, details={"kind": "poison"})
+        service.send(poison)
+        wait_until(
+            lambda: get(service, path + "/dead-letters")["total"] == 1, timeout=20, what="a dead letter"
+        )
+        with service.admin() as client:
+            for value in ODD_RETRY_AFTER:
+                siem.answer_with(503, {"Retry-After": value}, b"busy")
+                response = client.post(path + "/test")
+                assert response.status_code == 200, (value, response.text)
+                assert response.json()["outcome"] == "retry" and response.json()["status_code"] == 503
+                response = client.post(path + "/dead-letters/resend")
+                assert response.status_code == 200, (value, response.text)
+                assert response.json()["remaining"] == 1
+                assert response.json()["results"][0]["status"] == 503
+        # The loop itself reads the same answers: it retries, and delivers once answered normally.
+        siem.answer_with(503, {"Retry-After": ODD_RETRY_AFTER[0]}, b"busy")
+        event = in_ns(namespace)
+        service.send(event)
+        wait_until(lambda: len(siem.arrivals) >= 2 * len(ODD_RETRY_AFTER) + 3, timeout=20, what="a retry")
+        siem.answer_normally()
+        wait_until(lambda: event in siem.events(), timeout=30, what="the event after the odd Retry-After")
+    finally:
+        siem.close()

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from auditrelay.api.auth import require_reader
 from auditrelay.errors import FieldError, NotFound, ValidationError
+from auditrelay.model import MAX_STORED_INT
 from auditrelay.security import Principal
 from auditrelay.services import EVENT_TYPE
 from auditrelay.store import browse
@@ -25,7 +26,9 @@ BROWSE_BYTES = 8 * 1024 * 1024
 async def browse_events(
     request: Request,
     principal: Annotated[Principal, Depends(require_reader)],
-    after: Annotated[int, Query(ge=0, description="return events with a larger sequence number")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_STORED_INT, description="return events with a larger sequence number")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     action: Annotated[str | None, Query(description="exact action or prefix such as 'document.*'")] = None,
     org: Annotated[
@@ -33,7 +36,7 @@ async def browse_events(
         Query(min_length=1, max_length=200, description="one organization's events (instance-wide callers)"),
     ] = None,
 ) -> Response:
-    if action is not None and not EVENT_TYPE.match(action):
+    if action is not None and not EVENT_TYPE.fullmatch(action):
         raise ValidationError(
             "invalid action filter", [FieldError("action", "use 'document.create' or 'document.*'")]
         )

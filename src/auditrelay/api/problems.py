@@ -25,6 +25,31 @@ log = logging.getLogger(__name__)
 
 PROBLEM_TYPE = "application/problem+json"
 
+#: An answer's size is bounded whatever the request: a body of thousands of unknown keys
+#: gets the first errors, one entry saying how many more, and what it echoes cut short.
+MAX_ERRORS = 100
+#: Characters of a field name (an unknown key, echoed) and of a message kept in an answer.
+MAX_FIELD_CHARS = 60
+MAX_MESSAGE_CHARS = 500
+MAX_DETAIL_CHARS = 1000
+
+
+def clip(text: str, limit: int) -> str:
+    """`text`, or its first characters and an ellipsis when longer than `limit`."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def bounded_errors(errors: list[FieldError]) -> list[dict[str, object]]:
+    """The first `MAX_ERRORS` errors, clipped, and an entry counting the rest if any."""
+    shown = [
+        FieldError(clip(e.field, MAX_FIELD_CHARS), clip(e.message, MAX_MESSAGE_CHARS), e.index).as_dict()
+        for e in errors[:MAX_ERRORS]
+    ]
+    if len(errors) > MAX_ERRORS:
+        more = len(errors) - MAX_ERRORS
+        shown.append({"field": "", "message": f"and {more} more error{'s' if more > 1 else ''}, not listed"})
+    return shown
+
 
 def problem(
     status: int,
@@ -33,9 +58,14 @@ def problem(
     errors: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": clip(detail, MAX_DETAIL_CHARS),
+    }
     if errors:
-        body["errors"] = [e.as_dict() for e in errors]
+        body["errors"] = bounded_errors(errors)
     return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM_TYPE, headers=headers)
 
 
@@ -72,7 +102,9 @@ def install(app: FastAPI) -> None:
             if err.get("type") == "extra_forbidden":
                 message = "unknown field"
             errors.append(FieldError(field=".".join(loc), message=message))
-        detail = "; ".join(f"{e.field or 'body'}: {e.message}" for e in errors)
+        detail = "; ".join(f"{clip(e.field, MAX_FIELD_CHARS) or 'body'}: {e.message}" for e in errors[:5])
+        if len(errors) > 5:
+            detail += f"; and {len(errors) - 5} more"
         return problem(422, "Validation failed", detail, errors)
 
     @app.exception_handler(Exception)

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from auditrelay.api.auth import require_manager, require_reader
 from auditrelay.api.destinations import request_context
 from auditrelay.errors import NotFound
+from auditrelay.model import MAX_DEAD_LETTER_ID
 from auditrelay.security import Principal
 from auditrelay.services import RecoveryService, ReplayRequest, ResendRequest
 
@@ -37,7 +38,7 @@ async def list_dead_letters(
     request: Request,
     destination_id: str,
     principal: Reader,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_DEAD_LETTER_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     return await _service(request).dead_letters(principal, destination_id, after, limit)
@@ -56,7 +57,8 @@ async def resend_dead_letters(
 async def discard_dead_letter(
     request: Request, destination_id: str, dead_letter_id: int, principal: Manager
 ) -> Response:
-    if not await _service(request).discard_dead_letter(
+    # An id out of the range ids take names no dead letter: 404 as for any other unknown id.
+    if not 0 < dead_letter_id <= MAX_DEAD_LETTER_ID or not await _service(request).discard_dead_letter(
         principal, destination_id, dead_letter_id, request_context(request)
     ):
         raise NotFound(f"no dead letter {dead_letter_id} for this destination")

@@ -6,11 +6,12 @@ the answer. It knows nothing of cursors, retries or scheduling: that is `deliver
 
 from __future__ import annotations
 
-import email.utils
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum
 from typing import ClassVar
 
@@ -143,18 +144,31 @@ def classify_status(status: int, headers: dict[str, str], body: bytes) -> Verdic
     return Verdict(Outcome.REJECTED, message)
 
 
+#: RFC 9110 delta-seconds: ASCII digits only (str.isdigit() also takes "²" and other scripts' digits).
+_DELTA_SECONDS = re.compile(r"[0-9]+")
+#: RFC 9110 HTTP-date: IMF-fixdate, and the obsolete RFC 850 and asctime forms recipients
+#: must accept too; always GMT.
+_HTTP_DATE_FORMATS = ("%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT", "%a %b %d %H:%M:%S %Y")
+
+
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (RFC 9110
+    section 10.2.3), read strictly; anything else is ignored (None), never an error."""
     if not value:
         return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    value = value.strip(" \t")
+    if _DELTA_SECONDS.fullmatch(value):
+        # The policy bounds any wait; this keeps an absurd one finite.
+        return min(float(value), 1e15)
+    if not value.isascii():
         return None
-    return max(0.0, when.timestamp() - time.time())
+    for form in _HTTP_DATE_FORMATS:
+        try:
+            when = datetime.strptime(" ".join(value.split()) if "%Y %H" in form else value, form)
+        except ValueError:
+            continue
+        return max(0.0, when.replace(tzinfo=UTC).timestamp() - time.time())
+    return None
 
 
 def split_batch(

@@ -6,7 +6,7 @@ import re
 
 #: What a header value may hold: visible ASCII, spaces and tabs (RFC 9110 field-vchar,
 #: without obs-text, which receivers decode inconsistently).
-HEADER_VALUE = re.compile(r"^[\x20-\x7e\t]*$")
+HEADER_VALUE = re.compile(r"[\x20-\x7e\t]*")
 #: A masked secret as the API shows it; sent back, it must not replace the real one.
 MASKED = re.compile(r"\*{8}")
 
@@ -17,7 +17,7 @@ def check_header_text(value: str | None, what: str) -> str | None:
         return None
     if any(ch in value for ch in "\r\n\x00"):
         raise ValueError(f"{what} must not contain CR, LF or NUL characters")
-    if not HEADER_VALUE.match(value):
+    if not HEADER_VALUE.fullmatch(value):
         raise ValueError(f"{what} must be printable ASCII (it travels in an HTTP header)")
     if MASKED.search(value):
         raise ValueError(

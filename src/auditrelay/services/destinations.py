@@ -128,11 +128,11 @@ class DestinationService:
         if current.secrets_unreadable:
             raise Conflict(f"this destination cannot be changed: {current.secrets_unreadable}")
         updated = _patched(current, patch)
-        refuse_moving_secrets(current, updated, patch)
         changes = diff(current, updated)
         if not changes:
             return await self.get(principal, destination_id)  # nothing changes: no new version, no event
         await self._check(updated)
+        refuse_moving_secrets(current, updated, patch)
 
         def audit(d: Destination) -> list[ValidEvent]:
             events = [

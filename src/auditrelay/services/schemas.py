@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from auditrelay.destinations import KINDS, MASKED, check_header_text, kind_names
+from auditrelay.model import MAX_DEAD_LETTER_ID, MAX_STORED_INT
 
 MAX_HEADERS = 20
 #: RFC 9110 `token`: the characters a header field name may use.
-HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: Set by auditrelay itself or by the HTTP layer; an admin overriding them would break delivery.
 RESERVED_HEADERS = {
     "content-type",
@@ -30,9 +32,9 @@ RESERVED_HEADERS = {
     "user-agent",
     "x-auditrelay-streaming-token",
 }
-EVENT_TYPE = re.compile(r"^(\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?)$")
-MEDIA_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+(\s*;\s*[\w.+-]+=[\w.+\"-]+)*$")
-VERIFICATION_TOKEN = re.compile(r"^[\x21-\x7e]{16,200}$")
+EVENT_TYPE = re.compile(r"\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?")
+MEDIA_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+([ \t]*;[ \t]*[\w.+-]+=[\w.+\"-]+)*", re.ASCII)
+VERIFICATION_TOKEN = re.compile(r"[\x21-\x7e]{16,200}")
 
 
 #: Header names that carry credentials: secret unless the request says otherwise.
@@ -60,7 +62,7 @@ class HeaderIn(BaseModel):
     @field_validator("name")
     @classmethod
     def _token(cls, name: str) -> str:
-        if not HEADER_NAME.match(name):
+        if not HEADER_NAME.fullmatch(name):
             raise ValueError("a header name must be an RFC 9110 token (letters, digits, !#$%&'*+-.^_`|~)")
         if name.lower() in RESERVED_HEADERS:
             hint = " (use the content_type setting)" if name.lower() == "content-type" else ""
@@ -105,7 +107,7 @@ def _check_headers(headers: list[HeaderIn] | None) -> list[HeaderIn] | None:
 
 def _check_event_types(values: list[str] | None) -> list[str] | None:
     for value in values or []:
-        if not EVENT_TYPE.match(value):
+        if not EVENT_TYPE.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not an event type: use 'document.create' or a prefix 'document.*'"
             )
@@ -130,8 +132,19 @@ def _check_kind(value: str | None) -> str | None:
     return value
 
 
+def _check_url_syntax(value: str | None) -> str | None:
+    """A URL that does not even parse (`https://[::1`, a port past 65535) is the url's 422
+    here, before anything renders or diffs it; where it may point is the URL guard's part."""
+    if value is not None:
+        try:
+            _ = urlsplit(value.strip()).port  # the port is parsed only when asked for
+        except ValueError as exc:
+            raise ValueError(f"is not a valid URL: {exc}") from None
+    return value
+
+
 def _check_content_type(value: str | None) -> str | None:
-    if value is not None and not MEDIA_TYPE.match(value):
+    if value is not None and not MEDIA_TYPE.fullmatch(value):
         raise ValueError("must be a media type such as 'application/json'")
     return value
 
@@ -164,11 +177,12 @@ class DestinationCreate(_DestinationFields):
     delivery: DeliveryIn | None = None
 
     _kind = field_validator("kind")(_check_kind)
+    _url_syntax = field_validator("url")(_check_url_syntax)
 
     @field_validator("verification_token")
     @classmethod
     def _verification_token(cls, value: str | None) -> str | None:
-        if value is not None and not VERIFICATION_TOKEN.match(value):
+        if value is not None and not VERIFICATION_TOKEN.fullmatch(value):
             raise ValueError("must be 16 to 200 printable ASCII characters without spaces")
         return value
 
@@ -204,6 +218,7 @@ class DestinationPatch(_DestinationFields):
     _kind = field_validator("kind")(_check_kind)
     _token_text = field_validator("token")(DestinationCreate._token_text.__func__)  # type: ignore[attr-defined]
     _url_not_masked = field_validator("url")(DestinationCreate._url_not_masked.__func__)  # type: ignore[attr-defined]
+    _url_syntax = field_validator("url")(_check_url_syntax)
 
 
 #: Dead letters re-sent by one call at most (each is one request).
@@ -214,8 +229,8 @@ class ReplayRequest(BaseModel):
     """A range of the log, by sequence numbers or by the time events were stored."""
 
     model_config = ConfigDict(extra="forbid")
-    from_seq: int | None = Field(default=None, ge=1)
-    to_seq: int | None = Field(default=None, ge=1)
+    from_seq: int | None = Field(default=None, ge=1, le=MAX_STORED_INT)
+    to_seq: int | None = Field(default=None, ge=1, le=MAX_STORED_INT)
     from_time: datetime | None = None
     to_time: datetime | None = None
 
@@ -236,4 +251,6 @@ class ReplayRequest(BaseModel):
 class ResendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     #: Dead letters to re-send; the oldest ones (up to 100) when absent.
-    ids: list[int] | None = Field(default=None, max_length=MAX_RESEND)
+    ids: list[Annotated[int, Field(ge=1, le=MAX_DEAD_LETTER_ID)]] | None = Field(
+        default=None, max_length=MAX_RESEND
+    )

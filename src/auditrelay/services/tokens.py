@@ -21,15 +21,20 @@ from auditrelay.services.audit import RequestContext, token_audit_event
 from auditrelay.store import Database, add_token, iso_from_ms, list_tokens, revoke_token, rotate_token
 
 #: `--expires-in` / `expires_in`: a number and a unit (s, m, h, d).
-DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+DURATION = re.compile(r"\s*(\d+)\s*([smhd])\s*", re.ASCII)
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: The longest a token may be made to last: a hundred years (36500d). Longer would not fit
+#: the expiry column (milliseconds in 64 bits) or the four-digit years it is shown with.
+MAX_DURATION_SECONDS = 36_500 * 86_400
 
 
 def parse_duration(text: str) -> int:
     """Seconds in '90d', '12h', '30m' or '45s'; ValueError otherwise."""
-    match = DURATION.match(text)
+    match = DURATION.fullmatch(text)
     if match is None or int(match.group(1)) == 0:
         raise ValueError("must be a positive number followed by s, m, h or d, such as '90d'")
+    if len(match.group(1)) > 12 or int(match.group(1)) * UNIT_SECONDS[match.group(2)] > MAX_DURATION_SECONDS:
+        raise ValueError("must be at most 36500d (a hundred years); omit it for a token that never expires")
     return int(match.group(1)) * UNIT_SECONDS[match.group(2)]
 
 
