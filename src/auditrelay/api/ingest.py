@@ -161,6 +161,11 @@ async def ingest_events(
     return Response(orjson.dumps(body), status_code=202, media_type="application/json")
 
 
-@router.get("/api/v1/schema/event", summary="JSON Schema of the native event format")
+@router.get(
+    "/api/v1/schema/event",
+    summary="JSON Schema of the native event format",
+    response_class=Response,
+    responses={200: {"description": "The JSON Schema", "content": {"application/schema+json": {}}}},
+)
 async def get_event_schema() -> Response:
     return Response(orjson.dumps(event_schema()), media_type="application/schema+json")
