@@ -87,8 +87,8 @@ class DeliverySupervisor:
         if destination is None or not destination.active:
             return
         kind = kind_named(destination.kind)
-        sender = HttpSender(
-            kind, destination.url, self._settings, connections=destination.delivery.max_in_flight
+        sender = HttpSender.for_destination(
+            destination, self._settings, connections=destination.delivery.max_in_flight
         )
         loop = DeliveryLoop(
             destination,

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from auditrelay.config import Settings
-from auditrelay.delivery import HttpSender, check_url
+from auditrelay.delivery import HttpSender, check_url, tls_problems
 from auditrelay.destinations import KINDS, kind_named
 from auditrelay.errors import FieldError, Forbidden, ValidationError
 from auditrelay.events import ValidEvent, validate_events
@@ -24,7 +24,15 @@ from auditrelay.log import Wakeups
 from auditrelay.model import Destination, StoredEvent
 from auditrelay.security import Principal, UnsafeUrl
 from auditrelay.services.audit import RequestContext, audit_event, summary
-from auditrelay.services.changes import batch_settings, delivery_settings, diff, kind_options, merge_headers
+from auditrelay.services.changes import (
+    batch_settings,
+    delivery_settings,
+    diff,
+    kind_options,
+    merge_headers,
+    reveal_generated,
+    signing_and_tls,
+)
 from auditrelay.services.gauges import destination_gauges
 from auditrelay.services.rendering import render
 from auditrelay.services.schemas import DestinationCreate, DestinationPatch
@@ -44,6 +52,7 @@ from auditrelay.store import (
 #: The settings whose change ends a breaker hold: they decide where and how events are sent.
 DELIVERY_SETTINGS = frozenset(
     {"url", "kind", "token", "headers", "secret_header_values", "options", "content_type", "batch"}
+    | {"signing_secret", "signing_secret_previous", "tls", "tls_client_key"}
 )
 
 
@@ -106,6 +115,7 @@ class DestinationService:
             options=kind_options(body.kind, body.options),
             batch=batch_settings(body.kind, body.batch, None),
             delivery=delivery_settings(body.delivery, None),
+            **signing_and_tls(body, None),
             version=1,
             created_at_ms=now,
             updated_at_ms=now,
@@ -117,7 +127,7 @@ class DestinationService:
 
         view = await self._db.write(create_destination, self._rows, destination, audit)
         self._changed()
-        return render(view, self._settings.retention_hard_max_days)
+        return reveal_generated(render(view, self._settings.retention_hard_max_days), body, view.destination)
 
     async def update(
         self, principal: Principal, destination_id: str, patch: DestinationPatch, ctx: RequestContext
@@ -144,7 +154,7 @@ class DestinationService:
             update_destination, self._rows, updated, current.version, principal.org, audit, resets
         )
         self._changed()
-        return render(view, self._settings.retention_hard_max_days)
+        return reveal_generated(render(view, self._settings.retention_hard_max_days), patch, view.destination)
 
     async def set_active(
         self, principal: Principal, destination_id: str, active: bool, ctx: RequestContext
@@ -208,7 +218,7 @@ class DestinationService:
             0, destination.org, test_event.action, None, test_event.occurred_at_ms, test_event.body
         )
         request = next(iter(kind.requests(destination, [stored])))
-        async with HttpSender(kind, destination.url, self._settings) as send:
+        async with HttpSender.for_destination(destination, self._settings) as send:
             await refuse_unsafe_url(send)
             result = await send(request)
         if result.delivered:
@@ -241,6 +251,7 @@ class DestinationService:
             await check_url(destination.url, self._settings.allow_private_destinations)
         except UnsafeUrl as exc:
             problems.append(FieldError("url", str(exc)))
+        problems += [FieldError(field, message) for field, message in tls_problems(destination.tls)]
         if problems:
             raise ValidationError("; ".join(f"{p.field} {p.message}" for p in problems), problems)
 
@@ -305,4 +316,5 @@ def _patched(current: Destination, patch: DestinationPatch) -> Destination:
         changes["batch"] = batch_settings(kind, patch.batch, current.batch if kind == current.kind else None)
     if "delivery" in given:
         changes["delivery"] = delivery_settings(patch.delivery, current.delivery)
+    changes.update(signing_and_tls(patch, current))
     return replace(current, **changes, version=current.version + 1, updated_at_ms=int(time.time() * 1000))

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from auditrelay.delivery import tls_warnings
 from auditrelay.destinations import kind_named
 from auditrelay.model import (
     AttemptRecord,
@@ -42,6 +43,14 @@ def public_settings(d: Destination, secret_url: bool = False) -> dict[str, Any]:
             "linger_ms": d.batch.linger_ms,
         },
         "delivery": {"ordered": d.delivery.ordered, "max_in_flight": d.delivery.max_in_flight},
+        "tls": {
+            "ca_bundle": d.tls.ca_bundle,
+            "client_certificate": d.tls.client_certificate,
+            # Write-only: whether one is set, and no character of it.
+            "client_key": None if d.tls.client_key is None else "********",
+            "min_version": d.tls.min_version,
+            "verify": d.tls.verify,
+        },
     }
 
 
@@ -64,7 +73,10 @@ def render(view: DestinationOverview, hard_max_days: float | None = None) -> dic
         "org": destination.org,
         **public_settings(destination),
         "token": mask(destination.token),
+        "signing_secret": mask(destination.signing_secret),
+        "signing_secret_previous": mask(destination.signing_secret_previous),
         "verification_token": destination.verification_token,
+        "warnings": tls_warnings(destination.tls),
         "filtered": destination.filtered,
         "created_at": iso_from_ms(destination.created_at_ms),
         "updated_at": iso_from_ms(destination.updated_at_ms),
