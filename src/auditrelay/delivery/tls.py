@@ -51,6 +51,8 @@ def ssl_context(tls: TlsSettings) -> ssl.SSLContext:
 
 def tls_problems(tls: TlsSettings) -> list[tuple[str, str]]:
     """Why these settings cannot be used, as (field, message); empty when they can."""
+    if tls == TlsSettings():
+        return []  # the defaults always can: no need to load the system's store to know it
     if tls.client_key and not tls.client_certificate:
         return [("tls.client_certificate", "is required with a client key")]
     if tls.client_certificate and not tls.client_key:
