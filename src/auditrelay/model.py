@@ -118,6 +118,20 @@ class DeliverySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """How a destination's HTTPS connections are made: the CAs trusted (PEM; None: the
+    system's store), a client certificate and key for mutual TLS, the lowest protocol
+    version, and whether the server's certificate is checked at all."""
+
+    ca_bundle: str | None = None
+    client_certificate: str | None = None
+    #: A secret: sealed at rest, never shown.
+    client_key: str | None = None
+    min_version: str = "1.2"
+    verify: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Destination:
     """A destination as delivery and the kinds see it: settings resolved, secrets open."""
 
@@ -140,6 +154,11 @@ class Destination:
     #: but neither changed nor delivered to.
     secrets_unreadable: str | None = None
     delivery: DeliverySettings = DeliverySettings()
+    #: Standard Webhooks signing secrets (`whsec_...`): requests are signed with the current
+    #: one and, during a rotation, with the previous one too. None: requests are not signed.
+    signing_secret: str | None = None
+    signing_secret_previous: str | None = None
+    tls: TlsSettings = TlsSettings()
     version: int = 1
     created_at_ms: int = 0
     updated_at_ms: int = 0

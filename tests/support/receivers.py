@@ -8,6 +8,7 @@ import http.server
 import json
 import select
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -60,6 +61,7 @@ class Receiver:
     following request waiting, unanswered, until `release()`.
 
     `most_concurrent` is the most requests it was answering at once (the sender's window).
+    Given an `ssl_context` (a server's), it speaks HTTPS.
 
     Recorded: `arrivals`, every request read in full, in arrival order, whatever its answer
     (a hanging or held one too); `requests`, those answered 2xx; `failed`, those answered
@@ -67,7 +69,7 @@ class Receiver:
     sender closes its connection. Closing the receiver drops hanging and held connections.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self.requests: list[Received] = []
         self.failed: list[Received] = []
         self.arrivals: list[Received] = []
@@ -121,12 +123,17 @@ class Receiver:
                 pass
 
         self.server = _Server(("127.0.0.1", 0), Handler)
+        self.tls = ssl_context is not None
+        if ssl_context is not None:
+            # HTTPS: the handshake happens as each connection is accepted; one that fails
+            # (an untrusted or missing client certificate, a version refused) is dropped.
+            self.server.socket = ssl_context.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.server.server_address[1]}"
 
     # -- configuring the answers --
 

@@ -11,9 +11,17 @@ from auditrelay.delivery.loop import DeliveryLoop, EventSource
 from auditrelay.delivery.policy import Action, Breaker, Decision, RetryPolicy, decide, retry_delay
 from auditrelay.delivery.sender import MAX_ANSWER_BYTES, Attempt, HttpSender, Sender, check_url, new_client
 from auditrelay.delivery.supervisor import DeliverySupervisor
+from auditrelay.delivery.tls import (
+    VERIFY_OFF_WARNING,
+    TlsSettingsError,
+    ssl_context,
+    tls_problems,
+    tls_warnings,
+)
 
 __all__ = [
     "MAX_ANSWER_BYTES",
+    "VERIFY_OFF_WARNING",
     "Action",
     "Attempt",
     "Breaker",
@@ -27,8 +35,12 @@ __all__ = [
     "RetryPolicy",
     "Sender",
     "StoreLedger",
+    "TlsSettingsError",
     "check_url",
     "decide",
     "new_client",
     "retry_delay",
+    "ssl_context",
+    "tls_problems",
+    "tls_warnings",
 ]

@@ -10,7 +10,9 @@ with a fake that answers whatever a test needs. Every aiohttp exception is turne
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Protocol
@@ -19,8 +21,18 @@ import aiohttp
 
 from auditrelay.config import Settings
 from auditrelay.delivery.resolver import AddressRefused, GuardedResolver
-from auditrelay.destinations import USER_AGENT, DestinationKind, Outcome, OutgoingRequest, Verdict
-from auditrelay.security import check_destination_url, redact, redact_bytes
+from auditrelay.delivery.tls import TlsSettingsError, ssl_context
+from auditrelay.destinations import (
+    USER_AGENT,
+    DestinationKind,
+    Outcome,
+    OutgoingRequest,
+    Verdict,
+    hidden_strings,
+    kind_named,
+)
+from auditrelay.model import Destination, TlsSettings
+from auditrelay.security import check_destination_url, redact, redact_bytes, signature_headers, signing_key
 
 #: Keep at most this much of an answer: enough for any error message, bounded memory.
 MAX_ANSWER_BYTES = 64 * 1024
@@ -30,6 +42,7 @@ MAX_ANSWER_BYTES = 64 * 1024
 #: by aiohttp's bounded decompressor). Content-Type: every kind sets its own; a request that
 #: lacked one would go without rather than as aiohttp's `application/octet-stream`.
 NO_AUTO_HEADERS = ("Accept-Encoding", "Content-Type")
+DEFAULT_TLS = TlsSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +76,19 @@ class Sender(Protocol):
 
 class HttpSender:
     """The real sender of one destination: its own connection pool, kept alive between
-    requests; use it with `async with`."""
+    requests, its TLS context (built once, when entered) and its signing keys; use it with
+    `async with`."""
 
-    def __init__(self, kind: DestinationKind, url: str, settings: Settings, *, connections: int = 4) -> None:
+    def __init__(
+        self,
+        kind: DestinationKind,
+        url: str,
+        settings: Settings,
+        *,
+        connections: int = 4,
+        signing_secrets: Sequence[str] = (),
+        tls: TlsSettings = DEFAULT_TLS,
+    ) -> None:
         self._kind = kind
         #: One connection per request in flight: the window's maximum.
         self._connections = connections
@@ -74,6 +97,12 @@ class HttpSender:
         self._connect_timeout = settings.connect_timeout_seconds
         self._request_timeout = settings.request_timeout_seconds
         self._total_timeout = settings.request_timeout_seconds + settings.connect_timeout_seconds
+        #: Decoded once: every request is signed with each (current secret first).
+        self._signing_keys = tuple(signing_key(secret) for secret in signing_secrets)
+        self._tls = tls
+        self._ssl: ssl.SSLContext | None = None
+        #: Why the TLS settings cannot make a context (every attempt then fails with it).
+        self._tls_error: str | None = None
         self._client: aiohttp.ClientSession | None = None
         self._secrets: tuple[str, ...] = ()
 
@@ -83,11 +112,28 @@ class HttpSender:
         self._secrets = secrets
         return self
 
+    @classmethod
+    def for_destination(
+        cls, destination: Destination, settings: Settings, *, connections: int = 4
+    ) -> HttpSender:
+        """The sender of `destination`, with its signing secrets and TLS settings."""
+        secrets = [s for s in (destination.signing_secret, destination.signing_secret_previous) if s]
+        return cls(
+            kind_named(destination.kind),
+            destination.url,
+            settings,
+            connections=connections,
+            signing_secrets=secrets,
+            tls=destination.tls,
+        ).hiding(hidden_strings(destination))
+
     async def __aenter__(self) -> HttpSender:
         # Made here, not in __init__: a sender never entered leaves no session to close.
-        self._client = new_client(
-            self._connect_timeout, self._request_timeout, self._allow_private, self._connections
-        )
+        try:
+            self._ssl = ssl_context(self._tls)
+        except TlsSettingsError as exc:
+            self._tls_error = f"TLS settings cannot be used: {exc}"
+        self._client = self._new_client()
         return self
 
     async def __aexit__(
@@ -100,12 +146,12 @@ class HttpSender:
     async def __call__(self, request: OutgoingRequest) -> Attempt:
         if self._client is None:
             raise RuntimeError("use the sender with `async with` before sending")
+        if self._tls_error is not None:
+            return _failed(self._tls_error, time.perf_counter())
         if self._client.closed:
             # A loop that restarts after an internal error gets a fresh pool, not a dead one.
-            self._client = new_client(
-                self._connect_timeout, self._request_timeout, self._allow_private, self._connections
-            )
-        result = await attempt(self._client, self._kind, request, self._total_timeout)
+            self._client = self._new_client()
+        result = await attempt(self._client, self._kind, request, self._total_timeout, self._signing_keys)
         if self._secrets:
             result = replace(
                 result,
@@ -117,6 +163,15 @@ class HttpSender:
     async def check_destination(self) -> None:
         await check_url(self._url, self._allow_private)
 
+    def _new_client(self) -> aiohttp.ClientSession:
+        return new_client(
+            self._connect_timeout,
+            self._request_timeout,
+            self._allow_private,
+            self._connections,
+            ssl_context=self._ssl,
+        )
+
 
 async def check_url(url: str, allow_private: bool) -> None:
     """The URL guard (`security.check_destination_url`), off the event loop since resolving
@@ -126,7 +181,12 @@ async def check_url(url: str, allow_private: bool) -> None:
 
 
 def new_client(
-    connect_timeout: float, request_timeout: float, allow_private: bool, connections: int = 4
+    connect_timeout: float,
+    request_timeout: float,
+    allow_private: bool,
+    connections: int = 4,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> aiohttp.ClientSession:
     """One client (one connection pool, kept alive) per destination; use it with `async with`.
 
@@ -134,9 +194,11 @@ def new_client(
     guard before connecting (`GuardedResolver`), so DNS that changes after the destination was
     saved cannot point delivery inside the network. IP-literal hosts are not resolved, and so
     not checked here: `check_destination_url` refuses internal ones before any sending.
+    `ssl_context` makes every HTTPS connection of the pool (None: aiohttp's default).
     """
     connector = aiohttp.TCPConnector(
         limit=connections,
+        ssl=ssl_context if ssl_context is not None else True,
         keepalive_timeout=30,
         resolver=None if allow_private else GuardedResolver(),
     )
@@ -157,7 +219,11 @@ def new_client(
 
 
 async def attempt(
-    client: aiohttp.ClientSession, kind: DestinationKind, request: OutgoingRequest, total_timeout: float
+    client: aiohttp.ClientSession,
+    kind: DestinationKind,
+    request: OutgoingRequest,
+    total_timeout: float,
+    signing_keys: Sequence[bytes] = (),
 ) -> Attempt:
     started = time.perf_counter()
     try:
@@ -165,12 +231,12 @@ async def attempt(
         # trickling one byte a second cannot hold the loop forever.
         async with asyncio.timeout(total_timeout):
             try:
-                status, headers, answer = await _exchange(client, request)
+                status, headers, answer = await _exchange(client, request, signing_keys)
             except aiohttp.ServerDisconnectedError:
                 # The server closed a kept-alive connection before answering (its idle timeout,
                 # without `Connection: close`): once more at once, on a fresh connection, rather
                 # than a failure and a backoff. A second disconnection is a failure.
-                status, headers, answer = await _exchange(client, request)
+                status, headers, answer = await _exchange(client, request, signing_keys)
     # aiohttp's phase timeouts are TimeoutErrors too: they come before the overall one.
     except aiohttp.ConnectionTimeoutError:
         return _failed("timed out connecting", started)
@@ -178,6 +244,10 @@ async def attempt(
         return _failed("timed out waiting for the answer", started)
     except TimeoutError:
         return _failed(f"no complete answer within {total_timeout:g} s", started)
+    except aiohttp.ClientConnectorCertificateError as exc:
+        return _failed(f"TLS certificate verification failed: {exc.certificate_error}", started)
+    except aiohttp.ClientConnectorSSLError as exc:
+        return _failed(f"TLS handshake failed: {exc.os_error}", started)
     except aiohttp.ClientConnectorError as exc:
         if isinstance(exc.os_error, AddressRefused):
             return _failed(f"URL refused when connecting: {exc.os_error}", started)
@@ -199,12 +269,18 @@ async def attempt(
 
 
 async def _exchange(
-    client: aiohttp.ClientSession, request: OutgoingRequest
+    client: aiohttp.ClientSession, request: OutgoingRequest, signing_keys: Sequence[bytes] = ()
 ) -> tuple[int, dict[str, str], bytes]:
-    """POST the request; its status, headers (lowercase names) and the answer's first bytes."""
-    async with client.post(
-        request.url, data=request.content, headers=request.headers, allow_redirects=False
-    ) as r:
+    """POST the request; its status, headers (lowercase names) and the answer's first bytes.
+
+    A signed request is signed here, at each attempt, over the very bytes posted: its
+    `webhook-timestamp` is the attempt's (receivers refuse old ones), its `webhook-id` the
+    request's own, the same at every retry."""
+    headers = request.headers
+    if signing_keys:
+        signed = signature_headers(signing_keys, request.message_id, int(time.time()), request.content)
+        headers = {**headers, **signed}
+    async with client.post(request.url, data=request.content, headers=headers, allow_redirects=False) as r:
         answer = bytearray()
         while len(answer) < MAX_ANSWER_BYTES:
             chunk = await r.content.read(MAX_ANSWER_BYTES - len(answer))

@@ -16,7 +16,7 @@ from auditrelay.delivery.ledger import CursorCommits, StoreLedger
 from auditrelay.delivery.loop import DeliveryLoop
 from auditrelay.delivery.policy import RetryPolicy
 from auditrelay.delivery.sender import HttpSender
-from auditrelay.destinations import hidden_strings, kind_named
+from auditrelay.destinations import kind_named
 from auditrelay.log import LogTail, Wakeups
 from auditrelay.store import Database, DestinationRows, note_not_delivering
 
@@ -100,9 +100,9 @@ class DeliverySupervisor:
             return
         self._unreadable_noted.discard(destination_id)
         kind = kind_named(destination.kind)
-        sender = HttpSender(
-            kind, destination.url, self._settings, connections=destination.delivery.max_in_flight
-        ).hiding(hidden_strings(destination))
+        sender = HttpSender.for_destination(
+            destination, self._settings, connections=destination.delivery.max_in_flight
+        )
         loop = DeliveryLoop(
             destination,
             kind,

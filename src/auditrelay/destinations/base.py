@@ -10,7 +10,7 @@ import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from typing import ClassVar
@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from auditrelay import __version__
 from auditrelay.model import BatchSettings, Destination, StoredEvent
+from auditrelay.security import new_message_id
 
 STREAMING_TOKEN_HEADER = "X-Auditrelay-Streaming-Token"
 USER_AGENT = f"auditrelay/{__version__}"
@@ -51,6 +52,10 @@ class OutgoingRequest:
     headers: dict[str, str]
     content: bytes
     events: Sequence[StoredEvent]
+    #: The request's `webhook-id` when it is signed: made when the request is rendered, so
+    #: every retry of it carries the same one (the specification's idempotency key), while a
+    #: request rendered anew (after a restart, a split, a replay) gets its own.
+    message_id: str = field(default_factory=new_message_id)
 
 
 class NoOptions(BaseModel):

@@ -36,5 +36,11 @@ def hidden_strings(destination: Destination) -> tuple[str, ...]:
     return secret_forms(
         destination.url,
         bool(kind and kind.url_is_secret),
-        [destination.token, *token_parts, *(h.value for h in destination.headers if h.secret)],
+        [
+            destination.token,
+            *token_parts,
+            *(h.value for h in destination.headers if h.secret),
+            destination.signing_secret,
+            destination.signing_secret_previous,
+        ],
     )

@@ -1,4 +1,5 @@
-"""Roles and principals, secrets at rest, and the destination URL guard (no storage here)."""
+"""Roles and principals, secrets at rest, the destination URL guard, signing of deliveries
+and checks of TLS material (no storage here)."""
 
 from auditrelay.security.passwords import (
     hash_password,
@@ -7,6 +8,7 @@ from auditrelay.security.passwords import (
     sign_in_wait_seconds,
     verify_password,
 )
+from auditrelay.security.pem import check_certificates, check_private_key, key_matches_certificate
 from auditrelay.security.principals import (
     TOKEN_PREFIX,
     Principal,
@@ -25,9 +27,17 @@ from auditrelay.security.secrets import (
     mask,
     parse_keys,
 )
+from auditrelay.security.signing import (
+    GENERATE,
+    new_message_id,
+    new_signing_secret,
+    signature_headers,
+    signing_key,
+)
 from auditrelay.security.url_guard import INTERNAL_HINT, UnsafeUrl, check_destination_url, is_internal_address
 
 __all__ = [
+    "GENERATE",
     "INTERNAL_HINT",
     "TOKEN_PREFIX",
     "Principal",
@@ -35,15 +45,20 @@ __all__ = [
     "SecretBox",
     "SecretsUnreadable",
     "UnsafeUrl",
+    "check_certificates",
     "check_destination_url",
+    "check_private_key",
     "digest",
     "fingerprint",
     "generate_key",
     "hash_password",
     "is_internal_address",
+    "key_matches_certificate",
     "mask",
     "needs_rehash",
+    "new_message_id",
     "new_session_secret",
+    "new_signing_secret",
     "new_token",
     "parse_keys",
     "password_problem",
@@ -52,5 +67,7 @@ __all__ = [
     "secret_forms",
     "shown_prefix",
     "sign_in_wait_seconds",
+    "signature_headers",
+    "signing_key",
     "verify_password",
 ]

@@ -17,15 +17,23 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from auditrelay.config import Settings
-from auditrelay.delivery import HttpSender, check_url
-from auditrelay.destinations import KINDS, hidden_strings, kind_named
+from auditrelay.delivery import HttpSender, check_url, tls_problems
+from auditrelay.destinations import KINDS, kind_named
 from auditrelay.errors import Conflict, FieldError, Forbidden, ValidationError
 from auditrelay.events import ValidEvent, validate_events
 from auditrelay.log import Wakeups
 from auditrelay.model import Destination, StoredEvent
 from auditrelay.security import Principal, UnsafeUrl
 from auditrelay.services.audit import RequestContext, audit_event, summary
-from auditrelay.services.changes import batch_settings, delivery_settings, diff, kind_options, merge_headers
+from auditrelay.services.changes import (
+    batch_settings,
+    delivery_settings,
+    diff,
+    kind_options,
+    merge_headers,
+    reveal_generated,
+    signing_and_tls,
+)
 from auditrelay.services.gauges import destination_gauges
 from auditrelay.services.rendering import render
 from auditrelay.services.schemas import DestinationCreate, DestinationPatch
@@ -46,6 +54,7 @@ from auditrelay.store import (
 #: The settings whose change ends a breaker hold: they decide where and how events are sent.
 DELIVERY_SETTINGS = frozenset(
     {"url", "kind", "token", "headers", "secret_header_values", "options", "content_type", "batch"}
+    | {"signing_secret", "signing_secret_previous", "tls", "tls_client_key"}
 )
 
 
@@ -108,6 +117,7 @@ class DestinationService:
             options=kind_options(body.kind, body.options),
             batch=batch_settings(body.kind, body.batch, None),
             delivery=delivery_settings(body.delivery, None),
+            **signing_and_tls(body, None),
             version=1,
             created_at_ms=now,
             updated_at_ms=now,
@@ -119,7 +129,7 @@ class DestinationService:
 
         view = await self._db.write(create_destination, self._rows, destination, audit)
         self._changed()
-        return render(view, self._settings.retention_hard_max_days)
+        return reveal_generated(render(view, self._settings.retention_hard_max_days), body, view.destination)
 
     async def update(
         self, principal: Principal, destination_id: str, patch: DestinationPatch, ctx: RequestContext
@@ -149,7 +159,7 @@ class DestinationService:
             update_destination, self._rows, updated, current.version, principal.org, audit, resets
         )
         self._changed()
-        return render(view, self._settings.retention_hard_max_days)
+        return reveal_generated(render(view, self._settings.retention_hard_max_days), patch, view.destination)
 
     async def set_active(
         self, principal: Principal, destination_id: str, active: bool, ctx: RequestContext
@@ -218,9 +228,7 @@ class DestinationService:
             0, destination.org, test_event.action, None, test_event.occurred_at_ms, test_event.body
         )
         request = next(iter(kind.requests(destination, [stored])))
-        async with HttpSender(kind, destination.url, self._settings).hiding(
-            hidden_strings(destination)
-        ) as send:
+        async with HttpSender.for_destination(destination, self._settings) as send:
             await refuse_unsafe_url(send)
             result = await send(request)
         details = {
@@ -265,6 +273,7 @@ class DestinationService:
             await check_url(destination.url, self._settings.allow_private_destinations)
         except UnsafeUrl as exc:
             problems.append(FieldError("url", str(exc)))
+        problems += [FieldError(field, message) for field, message in tls_problems(destination.tls)]
         if problems:
             raise ValidationError("; ".join(f"{p.field} {p.message}" for p in problems), problems)
 
@@ -375,4 +384,5 @@ def _patched(current: Destination, patch: DestinationPatch) -> Destination:
         changes["batch"] = batch_settings(kind, patch.batch, current.batch if kind == current.kind else None)
     if "delivery" in given:
         changes["delivery"] = delivery_settings(patch.delivery, current.delivery)
+    changes.update(signing_and_tls(patch, current))
     return replace(current, **changes, version=current.version + 1, updated_at_ms=int(time.time() * 1000))

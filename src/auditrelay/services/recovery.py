@@ -10,7 +10,7 @@ import orjson
 
 from auditrelay.config import Settings
 from auditrelay.delivery import HttpSender
-from auditrelay.destinations import hidden_strings, kind_named
+from auditrelay.destinations import kind_named
 from auditrelay.errors import NotFound
 from auditrelay.events import ValidEvent
 from auditrelay.log import Wakeups
@@ -91,9 +91,7 @@ class RecoveryService:
         """Send dead letters again, one request each; accepted ones leave the list."""
         destination = await self._destinations.load_visible(principal, destination_id)
         kind = kind_named(destination.kind)
-        async with HttpSender(kind, destination.url, self._settings).hiding(
-            hidden_strings(destination)
-        ) as send:
+        async with HttpSender.for_destination(destination, self._settings) as send:
             await refuse_unsafe_url(send)
             letters = await self._db.read(dead_letters_to_resend, destination_id, MAX_RESEND, body.ids)
             unknown = sorted(set(body.ids or ()) - {letter.id for letter in letters})

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from auditrelay.delivery import tls_warnings
 from auditrelay.destinations import kind_named
 from auditrelay.model import (
     AttemptRecord,
@@ -48,6 +49,14 @@ def public_settings(d: Destination, secret_url: bool = False, hint: bool = True)
             "linger_ms": d.batch.linger_ms,
         },
         "delivery": {"ordered": d.delivery.ordered, "max_in_flight": d.delivery.max_in_flight},
+        "tls": {
+            "ca_bundle": d.tls.ca_bundle,
+            "client_certificate": d.tls.client_certificate,
+            # Write-only: whether one is set, and no character of it.
+            "client_key": None if d.tls.client_key is None else "********",
+            "min_version": d.tls.min_version,
+            "verify": d.tls.verify,
+        },
     }
 
 
@@ -93,7 +102,10 @@ def render(view: DestinationOverview, hard_max_days: float | None = None) -> dic
         "org": destination.org,
         **public_settings(destination),
         "token": mask(destination.token),
+        "signing_secret": mask(destination.signing_secret),
+        "signing_secret_previous": mask(destination.signing_secret_previous),
         "verification_token": destination.verification_token,
+        "warnings": tls_warnings(destination.tls),
         "filtered": destination.filtered,
         #: Why this process cannot open its secrets (None when it can).
         "secrets_unreadable": destination.secrets_unreadable,

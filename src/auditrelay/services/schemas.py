@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from auditrelay.destinations import KINDS, MASKED, check_header_text, kind_names
 from auditrelay.model import MAX_DEAD_LETTER_ID, MAX_STORED_INT
+from auditrelay.security import GENERATE, check_certificates, check_private_key, signing_key
 
 MAX_HEADERS = 20
 #: RFC 9110 `token`: the characters a header field name may use.
@@ -31,6 +32,10 @@ RESERVED_HEADERS = {
     "content-encoding",
     "user-agent",
     "x-auditrelay-streaming-token",
+    # Standard Webhooks: set on every signed request.
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
 }
 EVENT_TYPE = re.compile(r"\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?")
 MEDIA_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+([ \t]*;[ \t]*[\w.+-]+=[\w.+\"-]+)*", re.ASCII)
@@ -90,6 +95,67 @@ class DeliveryIn(BaseModel):
     ordered: bool | None = None
     #: The most requests in flight at once; the adaptive window stays at or below it.
     max_in_flight: int | None = Field(default=None, ge=1, le=500)
+
+
+#: A CA bundle may be a whole public store (Mozilla's is about 220 KB); a client's own PEM is small.
+MAX_CA_BUNDLE = 512 * 1024
+MAX_PEM = 64 * 1024
+
+
+class TlsIn(BaseModel):
+    """A destination's TLS settings; absent fields keep their current (or default) values,
+    and `null` puts one back to its default."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: PEM certificates of the CAs to trust, instead of the system's store.
+    ca_bundle: str | None = Field(default=None, max_length=MAX_CA_BUNDLE)
+    #: For mutual TLS: the client's PEM certificate (then its chain), and its key.
+    client_certificate: str | None = Field(default=None, max_length=MAX_PEM)
+    #: Write-only; a PATCH that leaves it out keeps the stored key.
+    client_key: str | None = Field(default=None, max_length=MAX_PEM)
+    min_version: Literal["1.2", "1.3"] | None = None
+    #: Check the server's certificate and name; off only when set to false explicitly (a
+    #: JSON `false`: not "no", 0 or "false").
+    verify: StrictBool | None = None
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle(cls, value: str | None) -> str | None:
+        return None if value is None else check_certificates(value, "the CA bundle")
+
+    @field_validator("client_certificate")
+    @classmethod
+    def _client_certificate(cls, value: str | None) -> str | None:
+        return None if value is None else check_certificates(value, "the client certificate")
+
+    @field_validator("client_key")
+    @classmethod
+    def _client_key(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if MASKED.search(value):
+            raise ValueError(
+                "looks like a masked secret ('********'); send the real key, or omit it to keep it"
+            )
+        return check_private_key(value)
+
+
+def _check_signing_secret(value: str | None) -> str | None:
+    """`generate`, or a `whsec_` secret of 24 to 64 bytes (checked whole)."""
+    if value is None or value == GENERATE:
+        return value
+    if MASKED.search(value):
+        raise ValueError(
+            "looks like a masked secret ('********'); send the real value, or omit it to keep it"
+        )
+    signing_key(value)
+    return value
+
+
+def _check_previous_signing_secret(value: str | None) -> str | None:
+    if value == GENERATE:
+        raise ValueError("is the secret being replaced: give it (a 'whsec_' secret), or null to drop it")
+    return _check_signing_secret(value)
 
 
 def _check_headers(headers: list[HeaderIn] | None) -> list[HeaderIn] | None:
@@ -156,8 +222,15 @@ class _DestinationFields(BaseModel):
     event_types: list[str] | None = Field(default=None, max_length=100)
     namespaces: list[str] | None = Field(default=None, max_length=100)
     content_type: str | None = Field(default=None, max_length=200)
+    #: Standard Webhooks signing: a `whsec_` secret, or `generate` (shown once, in the answer).
+    signing_secret: str | None = Field(default=None, max_length=200)
+    #: The secret still signing during a rotation (see `services.signing`).
+    signing_secret_previous: str | None = Field(default=None, max_length=200)
+    tls: TlsIn | None = None
 
     _headers = field_validator("headers")(_check_headers)
+    _signing_secret = field_validator("signing_secret")(_check_signing_secret)
+    _signing_secret_previous = field_validator("signing_secret_previous")(_check_previous_signing_secret)
     _event_types = field_validator("event_types")(_check_event_types)
     _namespaces = field_validator("namespaces")(_check_namespaces)
     _content_type = field_validator("content_type")(_check_content_type)

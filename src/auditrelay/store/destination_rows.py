@@ -20,6 +20,7 @@ from auditrelay.model import (
     Destination,
     DestinationVersion,
     Header,
+    TlsSettings,
 )
 from auditrelay.security import SecretBox, SecretsUnreadable
 from auditrelay.store.database import Database
@@ -129,11 +130,21 @@ class DestinationRows:
                 "linger_ms": d.batch.linger_ms,
             },
             "delivery": {"ordered": d.delivery.ordered, "max_in_flight": d.delivery.max_in_flight},
+            # The client key is a secret: sealed below with the others.
+            "tls": {
+                "ca_bundle": d.tls.ca_bundle,
+                "client_certificate": d.tls.client_certificate,
+                "min_version": d.tls.min_version,
+                "verify": d.tls.verify,
+            },
         }
         secrets = {
             "url": d.url,
             "token": d.token,
             "header_values": {h.name: h.value for h in d.headers if h.secret},
+            "signing_secret": d.signing_secret,
+            "signing_secret_previous": d.signing_secret_previous,
+            "tls_client_key": d.tls.client_key,
         }
         return {
             "id": d.id,
@@ -175,6 +186,10 @@ class DestinationRows:
             batch=BatchSettings(**config["batch"]),
             # Destinations saved before the window existed have no `delivery`: the defaults.
             delivery=DeliverySettings(**config.get("delivery", {})),
+            # Destinations saved before signing and TLS settings existed have neither.
+            signing_secret=secrets.get("signing_secret"),
+            signing_secret_previous=secrets.get("signing_secret_previous"),
+            tls=TlsSettings(**config.get("tls", {}), client_key=secrets.get("tls_client_key")),
             version=row["version"],
             created_at_ms=row["created_at_ms"],
             updated_at_ms=row["updated_at_ms"],
