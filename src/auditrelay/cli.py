@@ -241,6 +241,7 @@ def serve(settings: Settings) -> None:
         "log_level": settings.log_level,
         "access_log": False,
         "timeout_graceful_shutdown": 10,
+        "loop": "uvloop" if settings.event_loop == "uvloop" else "asyncio",
     }
     workers = settings.worker_count
     if workers == 1:
