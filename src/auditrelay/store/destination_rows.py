@@ -6,6 +6,7 @@ destination goes through it and comes out as a `Destination` with its secrets op
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from typing import Any
 
@@ -226,7 +227,8 @@ class DestinationRows:
     def reseal_all(self, conn: Connection) -> tuple[int, Sequence[str]]:
         """Seal every destination's secrets with the first key: (how many were re-sealed,
         the ids none of the keys opens)."""
-        resealed, unreadable = 0, []  # type: tuple[int, list[str]]
+        resealed = 0
+        unreadable: builtins.list[str] = []
         for row in conn.execute(
             select(destinations.c.id, destinations.c.key_id, destinations.c.secrets)
         ).all():

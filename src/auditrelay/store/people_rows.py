@@ -136,6 +136,22 @@ def create_user(
         require_org(conn, membership.org)
     if conn.execute(select(users.c.id).where(users.c.email == email)).first() is not None:
         raise Conflict(f"a person with email {email!r} exists already")
+    user_id = _insert_user(conn, email, name, password_hash, is_admin, sso_subject)
+    for membership in member_of:
+        conn.execute(insert(memberships).values(user_id=user_id, org=membership.org, role=membership.role))
+    record = visible_user(conn, user_id, None)
+    append_events(conn, audit(record))
+    return record
+
+
+def _insert_user(
+    conn: Connection,
+    email: str,
+    name: str | None,
+    password_hash: str | None,
+    is_admin: bool,
+    sso_subject: str | None,
+) -> str:
     user_id = str(uuid.uuid4())
     conn.execute(
         insert(users).values(
@@ -150,11 +166,7 @@ def create_user(
             created_at_ms=now_ms(),
         )
     )
-    for membership in member_of:
-        conn.execute(insert(memberships).values(user_id=user_id, org=membership.org, role=membership.role))
-    record = visible_user(conn, user_id, None)
-    append_events(conn, audit(record))
-    return record
+    return user_id
 
 
 def update_user(
@@ -340,20 +352,7 @@ def sso_sign_in(
             )
         row = conn.execute(select(users.c.id).where(users.c.email == email)).first()
         if row is None:
-            user_id = str(uuid.uuid4())
-            conn.execute(
-                insert(users).values(
-                    id=user_id,
-                    email=email,
-                    name=name,
-                    password_hash=None,
-                    is_admin=False,
-                    locked=False,
-                    sso_subject=subject,
-                    failed_sign_ins=0,
-                    created_at_ms=now_ms(),
-                )
-            )
+            user_id = _insert_user(conn, email, name, None, False, subject)
             verb = "create"
         else:
             user_id = row.id
