@@ -142,7 +142,7 @@ async def require_manager(request: Request, _token: Bearer = None, _session: Ses
     if not principal.role.manages:
         if principal.role is Role.VIEWER:
             raise Forbidden(
-                "viewers may read destinations, events and history only: this needs an admin or an owner"
+                "viewers are read-only (destinations, events, history): this needs an admin or an owner"
             )
         raise Forbidden("this route needs an admin or owner token; ingest tokens can only send events")
     return principal
