@@ -17,7 +17,7 @@ from typing import Any
 import pydantic
 
 from auditrelay.destinations import KINDS
-from auditrelay.errors import AuditrelayError, FieldError
+from auditrelay.errors import FieldError, ValidationError
 from auditrelay.services import MAX_HEADERS
 
 #: The kinds as the reference products name them, in the order the form offers them.
@@ -248,7 +248,7 @@ def split_list(text: str) -> list[str]:
     return [part.strip() for part in re.split(r"[\n,]", text) if part.strip()]
 
 
-class FormInvalid(AuditrelayError):
+class FormInvalid(ValidationError):
     """Pydantic's refusal of a body, as the API words it (`api.problems`)."""
 
     status = 422

@@ -133,9 +133,12 @@ async def sign_in(request: Request) -> Response:
         words = exc.detail
         if exc.errors and not isinstance(exc, TooManyAttempts):
             words = "; ".join(f"{_label(e.field)} {e.message}" for e in exc.errors)
-        return page(
+        answer = page(
             request, "sign_in.html", status=exc.status, title="Sign in", after=after, email=email, error=words
         )
+        if exc.status == 401:  # as the API's 401s say it
+            answer.headers["WWW-Authenticate"] = 'Bearer realm="auditrelay"'
+        return answer
     response = redirect(after)
     settings = request.app.state.settings
     response.set_cookie(  # as `POST /api/v1/session` sets it
