@@ -166,13 +166,17 @@ class Expect:
     ingest: Outcome = 403
     unauth: Outcome = 401
     session: Outcome | None = None
+    #: What the signed-in viewer gets instead of `session` (the panel's pages for managers).
+    session_viewer: Outcome | None = None
     targets: tuple[str, ...] = NO_TARGET
     #: A fresh target per call (the route changes or removes it).
     fresh: bool = False
 
     def status(self, caller: Caller, target: str) -> int:
         outcome: Outcome
-        if caller.session and self.session is not None:
+        if caller.session and caller.kind == VIEWER and self.session_viewer is not None:
+            outcome = self.session_viewer
+        elif caller.session and self.session is not None:
             outcome = self.session
         else:
             outcome = {
@@ -196,7 +200,18 @@ def readers(ok: int = 200) -> Expect:
     return Expect(admin=ok, owner=ok, viewer=ok)
 
 
+def panel_page(
+    owner: Outcome, viewer: Outcome, targets: tuple[str, ...] = NO_TARGET, fresh: bool = False
+) -> Expect:
+    """An admin panel route: a person's session only; every other caller (bearer tokens
+    included) is sent to the sign-in page (303). `owner` and `viewer`: what the two
+    signed-in people get."""
+    return Expect(303, 303, 303, 303, 303, session=owner, session_viewer=viewer, targets=targets, fresh=fresh)
+
+
 DEST = "/api/v1/destinations/{destination_id}"
+PANEL = "/admin/log-streaming"
+PANEL_DEST = PANEL + "/{destination_id}"
 
 TABLE: dict[tuple[str, str], Expect] = {
     # Public: any caller, credentials or not.
@@ -292,6 +307,30 @@ TABLE: dict[tuple[str, str], Expect] = {
     ("DELETE", "/api/v1/users/{user_id}"): Expect(
         admin=200, owner=scoped(200), viewer=403, targets=OBJECTS, fresh=True
     ),
+    # The admin panel (HTML pages and forms): sessions only, bearer tokens are sent to sign in.
+    ("GET", "/admin"): public(303),
+    ("GET", "/admin/sign-in"): public(200),
+    ("POST", "/admin/sign-in"): public(401),  # a wrong password
+    ("POST", "/admin/sign-out"): public(303),  # the people end a throwaway session of theirs
+    ("POST", "/admin/org"): Expect(
+        303, 303, 303, 303, 303, session={"own": 303, "other": 403}, targets=ORG_NAMES
+    ),
+    ("GET", "/admin/static/{file}"): public(200),
+    ("GET", PANEL): panel_page(200, 200),
+    ("GET", PANEL + "/status"): panel_page(200, 200),
+    ("GET", PANEL + "/new"): panel_page(200, 403),
+    ("POST", PANEL + "/new"): panel_page(303, 403),
+    ("POST", PANEL + "/test"): panel_page(200, 403),
+    ("GET", PANEL_DEST + "/edit"): panel_page(scoped(200), 403, OBJECTS),
+    ("POST", PANEL_DEST + "/edit"): panel_page(scoped(303), 403, OBJECTS),
+    ("POST", PANEL_DEST + "/test"): panel_page(scoped(200), 403, OBJECTS),
+    ("POST", PANEL_DEST + "/pause"): panel_page(scoped(303), 403, OBJECTS),
+    ("POST", PANEL_DEST + "/resume"): panel_page(scoped(303), 403, OBJECTS, fresh=True),
+    ("POST", PANEL_DEST + "/delete"): panel_page(scoped(303), 403, OBJECTS, fresh=True),
+    ("GET", "/admin/events"): panel_page(200, 200),
+    ("GET", "/admin/organizations"): panel_page(200, 403),
+    ("GET", "/admin/people"): panel_page(200, 403),
+    ("GET", "/admin/api-tokens"): panel_page(200, 403),
 }
 
 
@@ -457,6 +496,7 @@ class Call:
     path: str
     json: Any = None
     headers: dict[str, str] | None = None  # instead of the caller's own
+    form: dict[str, str] | None = None  # a form post (the admin panel)
 
 
 def prepare(world: World, caller: Caller, method: str, template: str, target: str, fresh: bool) -> Call:
@@ -464,6 +504,7 @@ def prepare(world: World, caller: Caller, method: str, template: str, target: st
     the route changes or removes it) and a valid body."""
     org = world.org_of(target)
     path = template.replace("{dead_letter_id}", str(MISSING_DEAD_LETTER)).replace("{asset}", "swagger-ui.css")
+    path = path.replace("{file}", "panel.css")
     for placeholder, kind in (
         ("{destination_id}", "destination"),
         ("{token_id}", "token"),
@@ -521,11 +562,21 @@ def prepare(world: World, caller: Caller, method: str, template: str, target: st
         # Admins change the person; owners (and anyone acting in one organization) the role.
         body = {"name": "Matrix Renamed"} if caller.kind == ADMIN else {"role": "owner"}
 
+    form = None
+    if route == ("POST", "/admin/sign-in"):
+        form = {"email": f"nobody-{uuid.uuid4().hex[:8]}@example.com", "password": "not the password"}
+    elif route == ("POST", "/admin/org"):
+        form = {"org": org or ""}
+    elif route in (("POST", PANEL + "/new"), ("POST", PANEL + "/test")):
+        form = {"name": "matrix panel made", "kind": "http", "url": world.receiver.url}
+    elif route == ("POST", PANEL_DEST + "/edit"):
+        form = {"name": "matrix panel renamed", "kind": "http", "url": world.receiver.url}
+
     headers = None
-    if route == ("DELETE", "/api/v1/session") and caller.session:
+    if route in (("DELETE", "/api/v1/session"), ("POST", "/admin/sign-out")) and caller.session:
         # Ending a session: a throwaway one of the same person, so the matrix's stays.
         headers = sign_in(world.service, world.emails[caller.key])
-    return Call(path, body, headers)
+    return Call(path, body, headers, form)
 
 
 def note_made(world: World, template: str, answer: httpx.Response) -> None:
@@ -631,7 +682,7 @@ def test_access_matrix(world: World, caller: Caller) -> None:
                 label = row_label(method, template, caller, target)
                 call = prepare(world, caller, method, template, target, expect.fresh)
                 headers = call.headers if call.headers is not None else world.headers[caller.key]
-                answer = client.request(method, call.path, json=call.json, headers=headers)
+                answer = client.request(method, call.path, json=call.json, data=call.form, headers=headers)
                 client.cookies.clear()  # nothing is carried from one call to the next
                 calls += 1
                 note_made(world, template, answer)

@@ -35,6 +35,7 @@ from auditrelay.api.auth import Authenticator, require_reader
 from auditrelay.cluster import DeliveryCoordinator
 from auditrelay.config import Settings, configure_logging
 from auditrelay.metrics import exposition
+from auditrelay.panel import router as panel_router
 from auditrelay.security import SecretBox
 from auditrelay.services import (
     DestinationService,
@@ -150,6 +151,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(users.router)
     app.include_router(session.router)
     app.include_router(docs.router)
+    app.include_router(panel_router)  # the admin panel, under /admin
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:

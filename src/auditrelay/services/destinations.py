@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from auditrelay.config import Settings
-from auditrelay.delivery import HttpSender, check_url, tls_problems
+from auditrelay.delivery import Attempt, HttpSender, check_url, tls_problems
 from auditrelay.destinations import KINDS, kind_named
 from auditrelay.errors import Conflict, FieldError, Forbidden, ValidationError
 from auditrelay.events import ValidEvent, validate_events
@@ -40,6 +40,7 @@ from auditrelay.services.schemas import DestinationCreate, DestinationPatch
 from auditrelay.store import (
     Database,
     DestinationRows,
+    append_events,
     create_destination,
     delete_destination,
     list_overviews,
@@ -47,6 +48,7 @@ from auditrelay.store import (
     read_overview,
     record_destination_action,
     request_retry_now,
+    require_org,
     set_destination_active,
     update_destination,
 )
@@ -97,31 +99,7 @@ class DestinationService:
     async def create(
         self, principal: Principal, body: DestinationCreate, ctx: RequestContext
     ) -> dict[str, Any]:
-        if principal.org is not None and body.org is not None and body.org != principal.org:
-            raise Forbidden("an owner's token works in its own organization only; leave org out")
-        org = principal.org if principal.org is not None else body.org
-        now = int(time.time() * 1000)
-        destination = Destination(
-            id=str(uuid.uuid4()),
-            org=org,
-            name=body.name,
-            kind=body.kind,
-            url=body.url.strip(),
-            token=body.token,
-            headers=merge_headers(body.headers or [], {}),
-            event_types=tuple(body.event_types or ()),
-            namespaces=tuple(body.namespaces or ()),
-            content_type=body.content_type,
-            verification_token=body.verification_token or secrets.token_urlsafe(24),
-            active=body.active,
-            options=kind_options(body.kind, body.options),
-            batch=batch_settings(body.kind, body.batch, None),
-            delivery=delivery_settings(body.delivery, None),
-            **signing_and_tls(body, None),
-            version=1,
-            created_at_ms=now,
-            updated_at_ms=now,
-        )
+        destination = _new_destination(principal, body)
         await self._check(destination)
 
         def audit(d: Destination) -> list[ValidEvent]:
@@ -209,6 +187,49 @@ class DestinationService:
         destination = await self.load_visible(principal, destination_id)
         if destination.secrets_unreadable:
             raise Conflict(f"cannot send to this destination: {destination.secrets_unreadable}")
+        result, test_event = await self._send_test_event(destination)
+        details = {
+            "destination": summary(destination),
+            "test_event_id": test_event.id,
+            "delivered": result.delivered,
+            "status_code": result.status,
+        }
+
+        def audit(d: Destination) -> list[ValidEvent]:
+            return [audit_event("tested", d, principal, ctx, details)] if ctx is not None else []
+
+        if result.delivered:
+            # The destination answers again: its loop need not wait out a backoff.
+            await self._db.write(request_retry_now, self._rows, destination.id, principal.org, audit)
+            self._changed()
+        elif ctx is not None:
+            await self._db.write(record_destination_action, self._rows, destination.id, principal.org, audit)
+        return _test_answer(result, test_event)
+
+    async def test_unsaved(
+        self, principal: Principal, body: DestinationCreate, ctx: RequestContext
+    ) -> dict[str, Any]:
+        """`send_test` for settings not saved yet (the admin panel's **Test** before **Add
+        destination**): the settings are checked as `create` checks them, one test event is
+        sent the same way, nothing is stored but the audit event of the test
+        (`audit_stream.destination.tested`, with `"saved": false`)."""
+        destination = _new_destination(principal, body)
+        await self._db.read(require_org, destination.org)
+        await self._check(destination)
+        result, test_event = await self._send_test_event(destination)
+        details = {
+            "destination": summary(destination),
+            "saved": False,
+            "test_event_id": test_event.id,
+            "delivered": result.delivered,
+            "status_code": result.status,
+        }
+        event = audit_event("tested", destination, principal, ctx, details)
+        await self._db.write(append_events, [event], destination.org)
+        return _test_answer(result, test_event)
+
+    async def _send_test_event(self, destination: Destination) -> tuple[Attempt, ValidEvent]:
+        """One test event sent to `destination` now, outside the log, by the loop's sender."""
         kind = kind_named(destination.kind)
         test_event = validate_events(
             [
@@ -231,31 +252,7 @@ class DestinationService:
         async with HttpSender.for_destination(destination, self._settings) as send:
             await refuse_unsafe_url(send)
             result = await send(request)
-        details = {
-            "destination": summary(destination),
-            "test_event_id": test_event.id,
-            "delivered": result.delivered,
-            "status_code": result.status,
-        }
-
-        def audit(d: Destination) -> list[ValidEvent]:
-            return [audit_event("tested", d, principal, ctx, details)] if ctx is not None else []
-
-        if result.delivered:
-            # The destination answers again: its loop need not wait out a backoff.
-            await self._db.write(request_retry_now, self._rows, destination.id, principal.org, audit)
-            self._changed()
-        elif ctx is not None:
-            await self._db.write(record_destination_action, self._rows, destination.id, principal.org, audit)
-        return {
-            "delivered": result.delivered,
-            "outcome": result.outcome.value,
-            "status_code": result.status,
-            "message": result.verdict.message,
-            "response_body": result.answer[:2000].decode("utf-8", "replace"),
-            "latency_ms": round(result.latency_ms, 1),
-            "event_id": test_event.id,
-        }
+        return result, test_event
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -276,6 +273,48 @@ class DestinationService:
         problems += [FieldError(field, message) for field, message in tls_problems(destination.tls)]
         if problems:
             raise ValidationError("; ".join(f"{p.field} {p.message}" for p in problems), problems)
+
+
+def _test_answer(result: Attempt, test_event: ValidEvent) -> dict[str, Any]:
+    """What a test send reports: what the destination answered."""
+    return {
+        "delivered": result.delivered,
+        "outcome": result.outcome.value,
+        "status_code": result.status,
+        "message": result.verdict.message,
+        "response_body": result.answer[:2000].decode("utf-8", "replace"),
+        "latency_ms": round(result.latency_ms, 1),
+        "event_id": test_event.id,
+    }
+
+
+def _new_destination(principal: Principal, body: DestinationCreate) -> Destination:
+    """The destination `body` describes, in the caller's organization (not stored)."""
+    if principal.org is not None and body.org is not None and body.org != principal.org:
+        raise Forbidden("an owner's token works in its own organization only; leave org out")
+    org = principal.org if principal.org is not None else body.org
+    now = int(time.time() * 1000)
+    return Destination(
+        id=str(uuid.uuid4()),
+        org=org,
+        name=body.name,
+        kind=body.kind,
+        url=body.url.strip(),
+        token=body.token,
+        headers=merge_headers(body.headers or [], {}),
+        event_types=tuple(body.event_types or ()),
+        namespaces=tuple(body.namespaces or ()),
+        content_type=body.content_type,
+        verification_token=body.verification_token or secrets.token_urlsafe(24),
+        active=body.active,
+        options=kind_options(body.kind, body.options),
+        batch=batch_settings(body.kind, body.batch, None),
+        delivery=delivery_settings(body.delivery, None),
+        **signing_and_tls(body, None),
+        version=1,
+        created_at_ms=now,
+        updated_at_ms=now,
+    )
 
 
 async def refuse_unsafe_url(sender: HttpSender) -> None:
