@@ -49,3 +49,33 @@ async def test_the_openapi_document_says_how_to_authenticate_and_what_errors_loo
             assert list(errors) == ["application/problem+json"], (method, path)
             assert "422" not in operation["responses"], "FastAPI's own error shape is never sent"
     assert "HTTPValidationError" not in document["components"]["schemas"]
+
+
+async def test_every_answer_is_typed(api: Api) -> None:
+    """Each 2xx JSON answer names a model of the document's components: none is a bare object
+    (tests/e2e/test_answers_match_the_document.py checks real answers against them)."""
+    document = (await api.client.get("/openapi.json")).json()
+    schemas, paths = document["components"]["schemas"], document["paths"]
+    typed = 0
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            for status, answer in operation["responses"].items():
+                if not status.startswith("2"):
+                    continue
+                content = answer.get("content", {})
+                if "application/json" not in content:
+                    continue
+                schema = content["application/json"]["schema"]
+                assert list(schema) == ["$ref"], (method, path, status, schema)
+                assert schema["$ref"].removeprefix("#/components/schemas/") in schemas, (method, path)
+                typed += 1
+    assert typed > 30
+    # Single sign-on answers with redirects, no body.
+    assert list(paths["/api/v1/session/sso"]["get"]["responses"]) == ["302", "default"]
+    assert list(paths["/api/v1/session/sso/callback"]["get"]["responses"]) == ["303", "default"]
+    assert "content" not in paths["/api/v1/session/sso"]["get"]["responses"]["302"]
+    assert schemas["Destination"]["additionalProperties"] is False
+    assert "status" not in schemas["Destination"]["required"], "absent for a destination without status"
+    assert schemas["BrowsedEvent"]["properties"]["event"]["allOf"] == [
+        {"$ref": "#/components/schemas/AuditEvent"}
+    ]

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
+from auditrelay.api import answers
 from auditrelay.api.auth import require_manager, require_reader
 from auditrelay.security import Principal
 from auditrelay.services import DestinationCreate, DestinationPatch, DestinationService, RequestContext
@@ -30,22 +31,45 @@ def request_context(request: Request) -> RequestContext:
     )
 
 
-@router.post("", status_code=201, summary="Add a destination")
+@router.post(
+    "",
+    status_code=201,
+    summary="Add a destination",
+    response_model=None,
+    responses={201: {"model": answers.Destination, "description": "The destination, with its status"}},
+)
 async def create_destination(request: Request, body: DestinationCreate, principal: Manager) -> dict[str, Any]:
     return await _service(request).create(principal, body, request_context(request))
 
 
-@router.get("", summary="List destinations with their status")
+@router.get(
+    "",
+    summary="List destinations with their status",
+    response_model=None,
+    responses={
+        200: {"model": answers.DestinationList, "description": "Every destination the caller may see"}
+    },
+)
 async def list_destinations(request: Request, principal: Reader) -> dict[str, Any]:
     return {"destinations": await _service(request).list(principal)}
 
 
-@router.get("/{destination_id}", summary="One destination with its status")
+@router.get(
+    "/{destination_id}",
+    summary="One destination with its status",
+    response_model=None,
+    responses={200: {"model": answers.Destination, "description": "The destination"}},
+)
 async def get_destination(request: Request, destination_id: str, principal: Reader) -> dict[str, Any]:
     return await _service(request).get(principal, destination_id)
 
 
-@router.patch("/{destination_id}", summary="Change settings (all but the verification token)")
+@router.patch(
+    "/{destination_id}",
+    summary="Change settings (all but the verification token)",
+    response_model=None,
+    responses={200: {"model": answers.Destination, "description": "The destination as changed"}},
+)
 async def update_destination(
     request: Request, destination_id: str, body: DestinationPatch, principal: Manager
 ) -> dict[str, Any]:
@@ -58,21 +82,41 @@ async def delete_destination(request: Request, destination_id: str, principal: M
     return Response(status_code=204)
 
 
-@router.post("/{destination_id}/pause", summary="Pause delivery; the position is kept")
+@router.post(
+    "/{destination_id}/pause",
+    summary="Pause delivery; the position is kept",
+    response_model=None,
+    responses={200: {"model": answers.Destination, "description": "The destination, paused"}},
+)
 async def pause_destination(request: Request, destination_id: str, principal: Manager) -> dict[str, Any]:
     return await _service(request).set_active(principal, destination_id, False, request_context(request))
 
 
-@router.post("/{destination_id}/resume", summary="Resume delivery from where it stopped")
+@router.post(
+    "/{destination_id}/resume",
+    summary="Resume delivery from where it stopped",
+    response_model=None,
+    responses={200: {"model": answers.Destination, "description": "The destination, active"}},
+)
 async def resume_destination(request: Request, destination_id: str, principal: Manager) -> dict[str, Any]:
     return await _service(request).set_active(principal, destination_id, True, request_context(request))
 
 
-@router.post("/{destination_id}/retry", summary="Retry now: end the wait before the next attempt")
+@router.post(
+    "/{destination_id}/retry",
+    summary="Retry now: end the wait before the next attempt",
+    response_model=None,
+    responses={200: {"model": answers.Destination, "description": "The destination"}},
+)
 async def retry_destination(request: Request, destination_id: str, principal: Manager) -> dict[str, Any]:
     return await _service(request).retry_now(principal, destination_id, request_context(request))
 
 
-@router.post("/{destination_id}/test", summary="Send one test event now and report the answer")
+@router.post(
+    "/{destination_id}/test",
+    summary="Send one test event now and report the answer",
+    response_model=None,
+    responses={200: {"model": answers.DestinationTestResult, "description": "What the destination answered"}},
+)
 async def test_destination(request: Request, destination_id: str, principal: Manager) -> dict[str, Any]:
     return await _service(request).send_test(principal, destination_id, request_context(request))

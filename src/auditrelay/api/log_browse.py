@@ -8,6 +8,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
+from auditrelay.api import answers
 from auditrelay.api.auth import require_reader
 from auditrelay.errors import FieldError, NotFound, ValidationError
 from auditrelay.model import MAX_STORED_INT
@@ -22,7 +23,11 @@ router = APIRouter()
 BROWSE_BYTES = 8 * 1024 * 1024
 
 
-@router.get("/api/v1/events", summary="Browse the event log")
+@router.get(
+    "/api/v1/events",
+    summary="Browse the event log",
+    responses={200: {"model": answers.EventPage, "description": "A page of the log, oldest first"}},
+)
 async def browse_events(
     request: Request,
     principal: Annotated[Principal, Depends(require_reader)],

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
+from auditrelay.api import answers
 from auditrelay.api.auth import require_manager, require_reader
 from auditrelay.api.destinations import request_context
 from auditrelay.errors import NotFound
@@ -26,14 +27,24 @@ def _service(request: Request) -> RecoveryService:
     return service
 
 
-@router.get("/deliveries", summary="Recent delivery attempts, newest first")
+@router.get(
+    "/deliveries",
+    summary="Recent delivery attempts, newest first",
+    response_model=None,
+    responses={200: {"model": answers.DeliveryList, "description": "The attempts"}},
+)
 async def list_deliveries(
     request: Request, destination_id: str, principal: Reader, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> dict[str, Any]:
     return {"deliveries": await _service(request).deliveries(principal, destination_id, limit)}
 
 
-@router.get("/dead-letters", summary="Events the destination refused, set aside")
+@router.get(
+    "/dead-letters",
+    summary="Events the destination refused, set aside",
+    response_model=None,
+    responses={200: {"model": answers.DeadLetterPage, "description": "A page of dead letters"}},
+)
 async def list_dead_letters(
     request: Request,
     destination_id: str,
@@ -44,7 +55,12 @@ async def list_dead_letters(
     return await _service(request).dead_letters(principal, destination_id, after, limit)
 
 
-@router.post("/dead-letters/resend", summary="Send dead letters again; accepted ones leave the list")
+@router.post(
+    "/dead-letters/resend",
+    summary="Send dead letters again; accepted ones leave the list",
+    response_model=None,
+    responses={200: {"model": answers.ResendAnswer, "description": "What each dead letter came to"}},
+)
 async def resend_dead_letters(
     request: Request, destination_id: str, principal: Manager, body: ResendRequest | None = None
 ) -> dict[str, Any]:
@@ -65,13 +81,24 @@ async def discard_dead_letter(
     return Response(status_code=204)
 
 
-@router.post("/replay", status_code=202, summary="Re-send a range of the log, apart from the live stream")
+@router.post(
+    "/replay",
+    status_code=202,
+    summary="Re-send a range of the log, apart from the live stream",
+    response_model=None,
+    responses={202: {"model": answers.Replay, "description": "The replay job, started"}},
+)
 async def replay(
     request: Request, destination_id: str, body: ReplayRequest, principal: Manager
 ) -> dict[str, Any]:
     return await _service(request).replay(principal, destination_id, body, request_context(request))
 
 
-@router.get("/replays", summary="Replay jobs and their progress")
+@router.get(
+    "/replays",
+    summary="Replay jobs and their progress",
+    response_model=None,
+    responses={200: {"model": answers.ReplayList, "description": "The replay jobs"}},
+)
 async def list_replays(request: Request, destination_id: str, principal: Reader) -> dict[str, Any]:
     return {"replays": await _service(request).replays(principal, destination_id)}

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
+from auditrelay.api import answers
 from auditrelay.api.auth import ORG_HEADER, SESSION_COOKIE, person_principal
 from auditrelay.api.destinations import request_context
 from auditrelay.errors import Forbidden, Unauthenticated
@@ -66,7 +67,12 @@ def _json(body: dict[str, Any], status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
-@router.post("", status_code=201, summary="Sign in with email and password")
+@router.post(
+    "",
+    status_code=201,
+    summary="Sign in with email and password",
+    responses={201: {"model": answers.Session, "description": "Signed in: the session (and its cookie)"}},
+)
 async def sign_in(request: Request, body: SignIn) -> Response:
     cookie, _csrf, _user = await _service(request).sign_in(body, request_context(request))
     view = await request.app.state.auth.session(request, cookie, check_csrf=False)
@@ -90,7 +96,13 @@ def _local_path(after: str | None) -> str:
     return after[:2000]
 
 
-@router.get("/sso", summary="Sign in with single sign-on: redirects to the identity provider")
+@router.get(
+    "/sso",
+    summary="Sign in with single sign-on: redirects to the identity provider",
+    status_code=302,
+    response_class=Response,
+    responses={302: {"description": "To the identity provider (`Location`), with the flow's cookie"}},
+)
 async def sso_start(request: Request, next: str | None = None) -> Response:
     url, sealed = await _sso(request).start(_local_path(next))
     response = Response(status_code=302, headers={"Location": url, "Cache-Control": "no-store"})
@@ -106,7 +118,15 @@ async def sso_start(request: Request, next: str | None = None) -> Response:
     return response
 
 
-@router.get("/sso/callback", summary="Where the identity provider sends the person back")
+@router.get(
+    "/sso/callback",
+    summary="Where the identity provider sends the person back",
+    status_code=303,
+    response_class=Response,
+    responses={
+        303: {"description": "Signed in: to the page asked for (`Location`), with the session cookie"}
+    },
+)
 async def sso_callback(request: Request) -> Response:
     sealed = request.cookies.get(SSO_COOKIE)
     callback = _sso(request).redirect_uri + ("?" + request.url.query if request.url.query else "")
@@ -119,13 +139,21 @@ async def sso_callback(request: Request) -> Response:
     return response
 
 
-@router.get("", summary="Who is signed in, and the CSRF token for changes")
+@router.get(
+    "",
+    summary="Who is signed in, and the CSRF token for changes",
+    responses={200: {"model": answers.Session, "description": "The session"}},
+)
 async def current_session(request: Request) -> Response:
     _cookie, view = await _current(request)
     return _json(render_session(view, _principal_or_none(view, request.headers.get(ORG_HEADER))))
 
 
-@router.put("/org", summary="Choose the organization the session acts in")
+@router.put(
+    "/org",
+    summary="Choose the organization the session acts in",
+    responses={200: {"model": answers.Session, "description": "The session, acting in that organization"}},
+)
 async def choose_org(request: Request, body: OrgChoice) -> Response:
     cookie, view = await _current(request)
     principal = person_principal(view, body.org)
@@ -133,7 +161,11 @@ async def choose_org(request: Request, body: OrgChoice) -> Response:
     return _json(render_session(view, principal))
 
 
-@router.delete("", summary="Sign out: the session ends on the server")
+@router.delete(
+    "",
+    summary="Sign out: the session ends on the server",
+    responses={200: {"model": answers.SignedOut, "description": "Signed out (the cookie removed)"}},
+)
 async def sign_out(request: Request) -> Response:
     try:
         cookie, view = await _current(request)

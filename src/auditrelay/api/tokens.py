@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
+from auditrelay.api import answers
 from auditrelay.api.auth import require_manager
 from auditrelay.api.destinations import request_context
 from auditrelay.security import Principal
@@ -21,21 +22,43 @@ def _service(request: Request) -> TokenService:
     return service
 
 
-@router.get("", summary="API tokens (never their secrets)")
+@router.get(
+    "",
+    summary="API tokens (never their secrets)",
+    response_model=None,
+    responses={200: {"model": answers.TokenList, "description": "The tokens the caller manages"}},
+)
 async def list_tokens(request: Request, principal: Manager) -> dict[str, Any]:
     return {"tokens": await _service(request).list(principal)}
 
 
-@router.post("", status_code=201, summary="Create a token; the answer holds it, once")
+@router.post(
+    "",
+    status_code=201,
+    summary="Create a token; the answer holds it, once",
+    response_model=None,
+    responses={201: {"model": answers.NewToken, "description": "The token, with its secret"}},
+)
 async def create_token(request: Request, body: TokenCreate, principal: Manager) -> dict[str, Any]:
     return await _service(request).create(principal, body, request_context(request))
 
 
-@router.delete("/{token_id}", summary="Revoke a token: refused at once, by every process")
+@router.delete(
+    "/{token_id}",
+    summary="Revoke a token: refused at once, by every process",
+    response_model=None,
+    responses={200: {"model": answers.Token, "description": "The token, revoked"}},
+)
 async def revoke_token(request: Request, token_id: str, principal: Manager) -> dict[str, Any]:
     return await _service(request).revoke(principal, token_id, request_context(request))
 
 
-@router.post("/{token_id}/rotate", status_code=201, summary="A new secret for the token; the old one revoked")
+@router.post(
+    "/{token_id}/rotate",
+    status_code=201,
+    summary="A new secret for the token; the old one revoked",
+    response_model=None,
+    responses={201: {"model": answers.RotatedToken, "description": "The new token, with its secret"}},
+)
 async def rotate_token(request: Request, token_id: str, principal: Manager) -> dict[str, Any]:
     return await _service(request).rotate(principal, token_id, request_context(request))
