@@ -76,9 +76,11 @@ class Settings(BaseSettings):
     #: event), long before it times out.
     slow_request_seconds: float = Field(default=5.0, gt=0)
     create_initial_tokens: bool = True
-    #: The event loop: "uvloop" (uvicorn's default, faster) or "asyncio" (the standard
-    #: library's). See the README's note on uvloop and failing TLS connections.
-    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    #: The event loop: "asyncio" (the standard library's) or "uvloop" (faster). uvloop has
+    #: closed an unrelated connection's descriptor after a failed outgoing connection
+    #: (MagicStack/uvloop#740): seen here as admin requests dropped, and once a SQLite
+    #: "disk I/O error", after TLS handshakes to a destination failed. Correctness first.
+    event_loop: Literal["uvloop", "asyncio"] = "asyncio"
     #: A person's session lasts this long from sign-in (sign-out, locking or removing the
     #: person ends it sooner).
     session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
