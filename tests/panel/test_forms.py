@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-from auditrelay.api.auth import SESSION_COOKIE as API_SESSION_COOKIE
 from auditrelay.errors import FieldError
-from auditrelay.panel import SESSION_COOKIE
 from auditrelay.panel.forms import DestinationForm
-
-
-def test_the_panel_reads_the_apis_session_cookie() -> None:
-    assert SESSION_COOKIE == API_SESSION_COOKIE
 
 
 def test_a_posted_form_makes_the_create_body() -> None:

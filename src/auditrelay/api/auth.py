@@ -24,14 +24,13 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from auditrelay.errors import Forbidden, Unauthenticated
-from auditrelay.security import Principal, Role
+from auditrelay.security import SESSION_COOKIE, Principal, Role
 from auditrelay.store import Database, SessionView, find_principal, find_session, touch_session, touch_token
 
 log = logging.getLogger(__name__)
 
 #: A token's or session's last use is written at most this often (per process).
 TOUCH_SECONDS = 60.0
-SESSION_COOKIE = "auditrelay_session"
 CSRF_HEADER = "x-csrf-token"
 #: A person in several organizations may name the one a request acts in (else the one
 #: chosen for the session, else their first).

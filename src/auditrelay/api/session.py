@@ -19,7 +19,7 @@ from auditrelay.api import answers
 from auditrelay.api.auth import ORG_HEADER, SESSION_COOKIE, person_principal
 from auditrelay.api.destinations import request_context
 from auditrelay.errors import Forbidden, Unauthenticated
-from auditrelay.security import Principal
+from auditrelay.security import Principal, session_cookie_attributes
 from auditrelay.services import FLOW_SECONDS, SignIn, SignInService, SsoService, render_session
 from auditrelay.store import SessionView, choose_session_org
 
@@ -39,13 +39,7 @@ def _service(request: Request) -> SignInService:
 def set_session_cookie(response: Response, request: Request, cookie: str) -> None:
     settings = request.app.state.settings
     response.set_cookie(
-        SESSION_COOKIE,
-        cookie,
-        max_age=int(settings.session_hours * 3600),
-        path="/",
-        secure=settings.cookie_secure,
-        httponly=True,
-        samesite="lax",
+        SESSION_COOKIE, cookie, **session_cookie_attributes(settings.cookie_secure, settings.session_hours)
     )
 
 

@@ -41,6 +41,7 @@ from auditrelay.panel.web import (
     to_sign_in,
     visitor,
 )
+from auditrelay.security import session_cookie_attributes
 from auditrelay.services import (
     MAX_HEADERS,
     DestinationCreate,
@@ -142,13 +143,7 @@ async def sign_in(request: Request) -> Response:
     response = redirect(after)
     settings = request.app.state.settings
     response.set_cookie(  # as `POST /api/v1/session` sets it
-        SESSION_COOKIE,
-        cookie,
-        max_age=int(settings.session_hours * 3600),
-        path="/",
-        secure=settings.cookie_secure,
-        httponly=True,
-        samesite="lax",
+        SESSION_COOKIE, cookie, **session_cookie_attributes(settings.cookie_secure, settings.session_hours)
     )
     return response
 

@@ -19,12 +19,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from auditrelay.errors import AuditrelayError, Forbidden, Unauthenticated
-from auditrelay.security import Principal, Role
+from auditrelay.security import SESSION_COOKIE, Principal, Role
 from auditrelay.services import RequestContext
 from auditrelay.store import SessionView
 
-#: The session cookie's name, as `api.auth.SESSION_COOKIE` (tests/panel checks they agree).
-SESSION_COOKIE = "auditrelay_session"
 CSRF_HEADER = "x-csrf-token"
 ORG_HEADER = "x-auditrelay-org"
 CSRF_FIELD = "csrf_token"

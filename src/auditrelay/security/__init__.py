@@ -10,12 +10,14 @@ from auditrelay.security.passwords import (
 )
 from auditrelay.security.pem import check_certificates, check_private_key, key_matches_certificate
 from auditrelay.security.principals import (
+    SESSION_COOKIE,
     TOKEN_PREFIX,
     Principal,
     Role,
     digest,
     new_session_secret,
     new_token,
+    session_cookie_attributes,
     shown_prefix,
 )
 from auditrelay.security.redaction import redact, redact_bytes, secret_forms
@@ -39,6 +41,7 @@ from auditrelay.security.url_guard import INTERNAL_HINT, UnsafeUrl, check_destin
 __all__ = [
     "GENERATE",
     "INTERNAL_HINT",
+    "SESSION_COOKIE",
     "TOKEN_PREFIX",
     "Principal",
     "Role",
@@ -65,6 +68,7 @@ __all__ = [
     "redact",
     "redact_bytes",
     "secret_forms",
+    "session_cookie_attributes",
     "shown_prefix",
     "sign_in_wait_seconds",
     "signature_headers",

@@ -10,6 +10,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 TOKEN_PREFIX = {"admin": "ar_admin_", "owner": "ar_owner_", "viewer": "ar_viewer_", "ingest": "ar_ingest_"}
 #: How much of a token its listing shows: the role's prefix and a few random characters,
@@ -79,6 +80,23 @@ def digest(token: str) -> str:
 def new_token(role: Role) -> str:
     """A fresh random token for `role`, recognisable by its prefix."""
     return TOKEN_PREFIX[role.value] + secrets.token_urlsafe(32)
+
+
+#: A person's session travels in this cookie: `Secure` (HTTPS, and http://localhost, only),
+#: `HttpOnly` (no script reads it), `SameSite=Lax` (not sent with another site's form posts;
+#: sent when the identity provider redirects back).
+SESSION_COOKIE = "auditrelay_session"
+
+
+def session_cookie_attributes(secure: bool, session_hours: float) -> dict[str, Any]:
+    """The attributes the API and the admin panel set the session cookie with."""
+    return {
+        "max_age": int(session_hours * 3600),
+        "path": "/",
+        "secure": secure,
+        "httponly": True,
+        "samesite": "lax",
+    }
 
 
 def new_session_secret() -> str:
