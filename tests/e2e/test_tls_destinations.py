@@ -151,8 +151,10 @@ def test_mutual_tls_with_the_client_certificate_and_without(
     )
     result = send_test(service, without)
     assert not result["delivered"] and result["status_code"] is None, result
-    # TLS 1.3 refuses after the handshake: "certificate required", or the write fails.
-    assert "certificate required" in result["message"] or "write" in result["message"], result
+    # TLS 1.3 refuses after the handshake: the client reads "certificate required", or,
+    # depending on which side is quicker, its write fails or the connection is reset.
+    refusals = ("certificate required", "write", "reset by peer")
+    assert any(words in result["message"] for words in refusals), result
 
 
 def test_min_version_13_against_a_receiver_capped_at_12_fails(
