@@ -84,10 +84,6 @@ def shown_url(url: str, secret: bool, hint: bool = True) -> str:
     return f"{parts.scheme}://{user}{host}{port}{parts.path}{query}"
 
 
-def mask_url(url: str) -> str:
-    return shown_url(url, secret=True)
-
-
 #: How long before retention's hard maximum removes events a destination still owes the
 #: status warns of it.
 RETENTION_WARNING_MS = 86_400_000
