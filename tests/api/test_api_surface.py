@@ -15,6 +15,7 @@ async def test_swagger_ui_loads_nothing_from_elsewhere(api: Api) -> None:
     assert page.status_code == 200
     assert "/docs/assets/swagger-ui-bundle.js" in page.text and "/docs/assets/swagger-ui.css" in page.text
     assert "cdn." not in page.text and "https://" not in page.text.replace("https://swagger.io", "")
+    assert '"validatorUrl": null' in page.text, "no badge fetched from validator.swagger.io"
     script = await api.client.get("/docs/assets/swagger-ui-bundle.js")
     assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
     assert len(script.content) > 100_000

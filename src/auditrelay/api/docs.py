@@ -34,7 +34,8 @@ async def swagger_ui(request: Request) -> HTMLResponse:
         swagger_js_url="/docs/assets/swagger-ui-bundle.js",
         swagger_css_url="/docs/assets/swagger-ui.css",
         swagger_favicon_url="/docs/assets/favicon-32x32.png",
-        swagger_ui_parameters={"persistAuthorization": False},
+        # No validator badge: Swagger UI would otherwise fetch one from validator.swagger.io.
+        swagger_ui_parameters={"persistAuthorization": False, "validatorUrl": None},
     )
 
 
