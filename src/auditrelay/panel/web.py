@@ -9,6 +9,8 @@ the same code the API runs: the CSRF token a form carries in its hidden `csrf_to
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -200,3 +202,43 @@ def asset(name: str) -> Response | None:
     path, media_type = found
     content = resources.files("auditrelay.panel").joinpath("static", path).read_bytes()
     return Response(content, media_type=media_type, headers={"Cache-Control": "public, max-age=3600"})
+
+
+#: A POST's urlencoded form: every value of each field, in order.
+Form = dict[str, list[str]]
+Handler = Callable[..., Awaitable[Response]]
+
+
+def panel(*, manager: bool = False) -> Callable[[Handler], Handler]:
+    """A panel route: the visitor resolved (and their CSRF token checked on POST), errors
+    shown as pages. `manager`: admins and owners only (viewers change nothing)."""
+
+    def wrap(fn: Handler) -> Handler:
+        async def run(request: Request, **params: Any) -> Response:
+            form = await form_of(request) if request.method == "POST" else None
+            who: Visitor | None = None
+            try:
+                who = await visitor(request, form)
+                if manager:
+                    who.require_manager()
+                return await fn(request, who, form, **params)
+            except SignInNeeded as exc:
+                if request.headers.get("hx-request"):
+                    return Response(status_code=200, headers={"HX-Redirect": "/admin/sign-in"})
+                return to_sign_in(exc.after)
+            except AuditrelayError as exc:
+                return error_page(request, exc, who)
+
+        signature = inspect.signature(fn)
+        kept = [p for name, p in signature.parameters.items() if name not in ("who", "form")]
+        run.__signature__ = signature.replace(parameters=kept)  # type: ignore[attr-defined]
+        run.__name__ = fn.__name__
+        run.__doc__ = fn.__doc__
+        return run
+
+    return wrap
+
+
+def layout(who: Visitor, section: str) -> dict[str, Any]:
+    """The context every page of a section needs: who is signed in, which nav entry is lit."""
+    return {"visitor": who, "section": section}

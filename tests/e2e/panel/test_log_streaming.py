@@ -1,4 +1,4 @@
-"""The admin panel in a real browser: headless Chromium (Debian's `/usr/bin/chromium`)
+"""The admin panel's Log Streaming section in a real browser: headless Chromium (Debian's `/usr/bin/chromium`)
 driven by Playwright, against the service as a real process and loopback receivers.
 
 Chromium is never downloaded: when `/usr/bin/chromium` is missing these tests fail (they do
@@ -9,110 +9,12 @@ not skip); `.ci/run` installs it. Every page visited is saved to `docs/screensho
 from __future__ import annotations
 
 import re
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import httpx
-import pytest
-from playwright import sync_api as playwright_api
 from playwright.sync_api import Page, expect
 
-from tests.support import ROOT, HecReceiver, Receiver, Service, make_event, wait_until
-
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = ROOT / "docs" / "screenshots"
-PASSWORD = "correct horse battery staple"
-WIDE = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
-#: Seconds the page may take to show what the service did (the list polls every 2 s).
-SOON = 10_000
-
-
-@pytest.fixture(scope="module")
-def panel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """The service on SQLite, for the browser. Its session cookie stays `Secure` (the
-    default): Chromium keeps Secure cookies set by http://127.0.0.1, a secure context."""
-    svc = Service(tmp_path_factory.mktemp("panel"), "").start()
-    yield svc
-    svc.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium; "
-            ".ci/run does); the panel's browser tests never download a browser",
-            pytrace=False,
-        )
-    with playwright_api.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Page]:
-    context = browser.new_context(viewport=WIDE)
-    context.set_default_timeout(SOON)
-    opened = context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda exc: errors.append(str(exc)))
-    # Script errors and refusals by the Content-Security-Policy; not the answers with an
-    # error status the tests ask for (a wrong password's 401, a viewer's 403).
-    opened.on(
-        "console",
-        lambda msg: (
-            errors.append(msg.text)
-            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
-            else None
-        ),
-    )
-    yield opened
-    context.close()
-    assert not errors, f"the page reported errors: {errors}"
-
-
-def shot(page: Page, name: str, top: bool = True) -> None:
-    """The page as seen (the viewport), from its top unless `top` is False."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    if top:
-        page.evaluate("window.scrollTo(0, 0)")
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
-
-
-def new_org(service: Service, prefix: str = "acme") -> str:
-    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-    service.ensure_org(name)
-    return name
-
-
-def new_person(service: Service, **body: Any) -> str:
-    email = f"{uuid.uuid4().hex[:8]}@example.com"
-    with service.admin() as admin:
-        made = admin.post("/api/v1/users", json={"email": email, "password": PASSWORD, **body})
-    assert made.status_code == 201, made.text
-    return email
-
-
-def sign_in(page: Page, service: Service, email: str) -> None:
-    page.goto(service.base_url + "/admin")
-    expect(page).to_have_url(re.compile(r"/admin/sign-in"))
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Log Streaming")).to_be_visible()
-
-
-def send(service: Service, org: str, **overrides: Any) -> None:
-    """An event of `org`, sent with the instance ingest token."""
-    service.send({**make_event(**overrides), "org": org})
-
-
-def row(page: Page, name: str) -> Any:
-    return page.locator(f'tr[data-destination="{name}"]')
+from tests.support import HecReceiver, Receiver, Service, wait_until
+from tests.support.panel import PASSWORD, PHONE, SOON, WIDE, new_org, new_person, row, send, shot, sign_in
 
 
 def test_sign_in_wrong_password_and_sign_out(page: Page, panel: Service) -> None:
