@@ -36,6 +36,7 @@ FLOORS = {
     "outage": "back → delivery ≤ 30 s; Retry now → delivery ≤ 1 s",
     "kills": "0 lost; duplicates/kill ≤ window",
     "large-backlog": "peak < 400 MB",
+    "peer": "≥ 1.0x syslog-ng (PG 0.8x), ≤ 15 CPU-µs/ev",
 }
 
 
@@ -132,6 +133,13 @@ def strain_notes(r: Result) -> list[str]:
                 f"≤ {t['bound_per_kill']:,})"
             )
         parts.append(f"{r['kills']} kills at {r['rate']} ev/s, seed {r['seed']}")
+    if r["scenario"] == "peer":
+        ours, peer = r["auditrelay"], r["syslog_ng"]
+        parts.append(
+            f"syslog-ng {peer['events_per_s']:,} ev/s at {peer['cpu_us_per_event']} CPU-µs/ev in "
+            f"{peer['peak_pss_mb']} MB; auditrelay {ours['cpu_us_per_event']} CPU-µs/ev; "
+            f"ratio {r['ratio']}x, CPU {r['cpu_ratio']}x"
+        )
     if r["scenario"] == "large-backlog":
         parts.append(f"{r['drain_mb_per_s']} MB/s; most in flight {r['most_in_flight_in_status']}")
     return parts

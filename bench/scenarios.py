@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from peer import SyslogNg
 from receivers import CountingReceiver, Intermittent, Nginx
-from service import Service, free_port, fresh_store, tree_cpu_seconds
+from service import MemorySampler, Service, free_port, fresh_store, tree_cpu_seconds
 from workload import (
     Steady,
     action_and_path,
     batch_bodies,
+    event,
     ingest,
     large_bodies,
     new_run_prefix,
@@ -741,6 +743,107 @@ def scenario_large_backlog(ctx: Context) -> Result:
     return result
 
 
+def _peer_syslog_ng(count: int) -> Result:
+    """syslog-ng's run of the peer scenario: `count` events over one TCP connection, until
+    its `http()` destination's `written` counter says all were delivered."""
+    prefix = new_run_prefix()
+    lines = [event(prefix, i) for i in range(count)]
+    with receiver("nginx", prefix) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        peer = SyslogNg(free_port(), port, HEC_PATH, HEC_TOKEN)
+        try:
+            memory = MemorySampler(peer.pid)
+            cpu = tree_cpu_seconds(peer.pid)
+            started = time.time()
+            peer.send(lines)
+            deadline = time.monotonic() + max(120, count / 1000)
+            while (written := peer.written()) < count and time.monotonic() < deadline:
+                time.sleep(0.05)
+            cpu = tree_cpu_seconds(peer.pid) - cpu
+            memory.stop()
+            got = arrived(server, HEC_PATH)
+            counters = peer.stats()
+        finally:
+            peer.close()
+    seconds = got["last_at"] - started
+    return {
+        "events": written,
+        "seconds": round(seconds, 3),
+        "events_per_s": round(written / seconds) if seconds > 0 else 0,
+        "cpu_s": round(cpu, 2),
+        "cpu_us_per_event": round(cpu / count * 1e6, 1),
+        "peak_pss_mb": round(max(memory.peaks_kb.values(), default=0) / 1024, 1),
+        "receiver_requests": got["requests"],
+        "dropped": counters.get("dropped", 0),
+        "complete": written == count and counters.get("dropped", 0) == 0,
+    }
+
+
+def _peer_auditrelay(ctx: Context, count: int) -> Result:
+    """auditrelay's run of the peer scenario: the same events in batches of 500 over HTTP
+    from 4 client threads, one `splunk_hec` destination with default settings, until its
+    lag is 0; CPU of all the service's processes from the first POST to the drain."""
+    prefix = new_run_prefix()
+    bodies = list(batch_bodies(prefix, count, 500))
+    extra: Result = {}
+    with (
+        receiver("nginx", prefix) as server,
+        service_on_fresh_store(ctx, extra) as service,
+    ):
+        destination = service.add_destination(name="hec", kind="splunk_hec", url=server.url, token=HEC_TOKEN)
+        assert service.memory is not None
+        service.memory.mark("peer run")
+        cpu = tree_cpu_seconds(service.pid)
+        report = ingest(service.base_url, service.ingest_token, bodies, 4, time.monotonic() + 300)
+        drained = service.wait_drained(destination["id"], timeout=max(60, count / 1000))
+        cpu = tree_cpu_seconds(service.pid) - cpu
+        got = arrived(server, HEC_PATH)
+        status = service.status(destination["id"])
+    seconds = got["last_at"] - report.started
+    delivered = count if drained else status["delivered_total"]
+    return {
+        "events": delivered,
+        "seconds": round(seconds, 3),
+        "events_per_s": round(delivered / seconds) if seconds > 0 else 0,
+        "cpu_s": round(cpu, 2),
+        "cpu_us_per_event": round(cpu / count * 1e6, 1),
+        "peak_pss_mb": extra["phase_peak_pss_mb"].get("peer run", extra["peak_rss_mb"]),
+        "processes": extra["processes"],
+        "receiver_requests": got["requests"],
+        "ingest_events_per_s": round(report.events / report.seconds) if report.seconds else 0,
+        "client_cpu_s": round(report.client_cpu_s, 2),
+        "complete": drained and report.events == count and not report.failures,
+        **{"memory": extra},
+    }
+
+
+def scenario_peer(ctx: Context) -> Result:
+    """Issue 17's side-by-side run: syslog-ng (reliable disk buffer, batches of 500 HEC
+    envelopes, 2 workers), then auditrelay, each forwarding the same events to its own nginx
+    answering HEC's success body, one after the other on the same machine. CPU-µs per event
+    is user + system time of all the forwarder's processes over its run, divided by the
+    events: the steadier figure on a shared machine."""
+    count = ctx.size(200_000, 20_000)
+    peer = _peer_syslog_ng(count)
+    ours = _peer_auditrelay(ctx, count)
+    ratio = round(ours["events_per_s"] / peer["events_per_s"], 2) if peer["events_per_s"] else 0
+    peer_cpu = peer["cpu_us_per_event"]
+    cpu_ratio = round(ours["cpu_us_per_event"] / peer_cpu, 2) if peer_cpu else 0
+    result = row("peer", ctx, ours["events"], ours["seconds"], receiver="nginx")
+    result.update(
+        peak_rss_mb=ours["peak_pss_mb"],
+        rss_hwm_sum_mb=ours["memory"]["rss_hwm_sum_mb"],
+        auditrelay=ours,
+        syslog_ng=peer,
+        ratio=ratio,
+        cpu_ratio=cpu_ratio,
+        complete=ours["complete"] and peer["complete"],
+    )
+    floor = 1.0 if ctx.backend == "sqlite" else 0.8
+    result["floor_met"] = result["complete"] and ratio >= floor and ours["cpu_us_per_event"] <= 15
+    return result
+
+
 SCENARIOS: dict[str, Callable[[Context], Result]] = {
     "ingest": scenario_ingest,
     "e2e-batched": scenario_e2e_batched,
@@ -752,4 +855,5 @@ SCENARIOS: dict[str, Callable[[Context], Result]] = {
     "outage": scenario_outage,
     "kills": scenario_kills,
     "large-backlog": scenario_large_backlog,
+    "peer": scenario_peer,
 }
