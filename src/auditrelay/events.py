@@ -185,10 +185,13 @@ def _validate_one(
     if not isinstance(item, dict):
         fail("", f"an event must be a JSON object, not {_json_type(item)}")
         return None
+    # One walk of the whole event in the common case; only a too deep one is walked again,
+    # field by field, to name the fields at fault.
+    too_deep = _nests_deeper(item, MAX_NESTING_DEPTH)
     for key, value in item.items():
         if key not in TOP_LEVEL_KEYS:
             fail(key, "unknown field")  # the allowed ones are named once, in the detail
-        elif _nests_deeper(value, MAX_NESTING_DEPTH - 1):
+        elif too_deep and _nests_deeper(value, MAX_NESTING_DEPTH - 1):
             fail(
                 key,
                 f"nests arrays and objects more than {MAX_NESTING_DEPTH} levels deep "
@@ -347,16 +350,23 @@ def _check_timestamp(value: Any, received: datetime, fail: Any) -> tuple[str, in
 
 def _nests_deeper(value: Any, levels: int) -> bool:
     """True when `value` nests more than `levels` levels of arrays and objects (a scalar: 0).
-    Recurses at most `levels + 1` calls deep, whatever the input."""
-    if isinstance(value, dict):
-        children: Any = value.values()
-    elif isinstance(value, list):
-        children = value
-    else:
-        return False
-    if levels <= 0:
-        return True
-    return any(_nests_deeper(child, levels - 1) for child in children)
+
+    Walks one level at a time, keeping only the containers of the next one: no recursion
+    (however deep the input), and no call per scalar, which most values of an event are.
+    """
+    level = [value] if type(value) is dict or type(value) is list else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > levels:
+            return True
+        below = []
+        for container in level:
+            for child in container.values() if type(container) is dict else container:
+                if type(child) is dict or type(child) is list:
+                    below.append(child)
+        level = below
+    return False
 
 
 def _check_optional_string(value: Any, field: str, fail: Any) -> None:
