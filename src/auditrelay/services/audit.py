@@ -9,8 +9,10 @@ appear in these events: `changes.diff` reduces them to "changed".
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from auditrelay.events import ValidEvent, validate_events
 from auditrelay.model import Destination, OrgRecord, TokenRecord, UserRecord
@@ -110,7 +112,7 @@ def _event(
     if org is not None:
         raw["org"] = org
     # Provenance: the relay's own event records the token that acted.
-    return replace(validate_events([raw])[0], token_id=principal.token_id or None)
+    return msgspec.structs.replace(validate_events([raw])[0], token_id=principal.token_id or None)
 
 
 def _is_ip(value: str) -> bool:
