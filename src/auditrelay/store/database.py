@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,14 @@ from auditrelay.errors import StoreUnavailable
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+# Python's sqlite3 binds str, int, float and bytearray parameters directly, but looks up an
+# adapter for anything else, bytes and None included: failed lookups of `__adapt__` and
+# `__conform__`, raising and formatting an AttributeError, for every event body and every
+# NULL column inserted. Registered, both are found at once and bound as they are (`bytes()`
+# of a bytes object is that object). Process-wide, and meant to be: no other adapter is wanted.
+sqlite3.register_adapter(bytes, bytes)
+sqlite3.register_adapter(type(None), lambda value: value)
 
 
 @contextlib.contextmanager
