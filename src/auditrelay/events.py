@@ -438,6 +438,7 @@ def _check_target(target: Any, fail: Any) -> None:
 
 
 def _check_timestamp(value: Any, received: datetime, fail: Any) -> tuple[str, int]:
+    canonical = False
     if value is None:
         moment = received
     elif not isinstance(value, str):
@@ -445,9 +446,11 @@ def _check_timestamp(value: Any, received: datetime, fail: Any) -> tuple[str, in
         return "", 0
     else:
         try:
-            if not _RFC3339.fullmatch(value):
+            # The canonical form (most senders') is RFC 3339 already, upper case, in UTC.
+            canonical = _CANONICAL_TS.fullmatch(value) is not None
+            if not canonical and not _RFC3339.fullmatch(value):
                 raise ValueError(value)
-            moment = datetime.fromisoformat(value.upper())
+            moment = datetime.fromisoformat(value if canonical else value.upper())
         except ValueError:
             fail(
                 "timestamp",
@@ -466,7 +469,7 @@ def _check_timestamp(value: Any, received: datetime, fail: Any) -> tuple[str, in
     # (and `replace()` parses keyword arguments, dearer than this on the hot path).
     since = utc - _EPOCH
     epoch_ms = (since.days * 86_400 + since.seconds) * 1000 + millis
-    if isinstance(value, str) and _CANONICAL_TS.fullmatch(value):
+    if value is not None and canonical:
         return value, epoch_ms
     return utc.strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z", epoch_ms
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -135,16 +136,17 @@ _COLUMNS = "seq, id, org, action, entity_path, occurred_at_ms, received_at_ms, b
 _INSERT_SQLITE = f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join(['?'] * 9)})"
 
 
+# The batch's ids travel as one JSON array parameter: one fixed statement (prepared once,
+# kept in the driver's statement cache) whatever the batch's size, where an `IN (?, ?, ...)`
+# list is a new statement to compile for each size, by SQLAlchemy and by SQLite.
+_STORED_IDS_SQLITE = "SELECT id, org FROM events WHERE id IN (SELECT value FROM json_each(?))"
+
+
 def _stored_ids_sqlite(conn: Connection, batch: Sequence[ValidEvent]) -> set[EventKey]:
     """(id, org) of the stored events sharing an id with the batch, whatever their
     organization (few: an id is random)."""
-    already: set[EventKey] = set()
-    ids = [event.id for event in batch]
-    for start in range(0, len(ids), _ID_LOOKUP_CHUNK):
-        chunk = ids[start : start + _ID_LOOKUP_CHUNK]
-        query = select(events.c.id, events.c.org).where(events.c.id.in_(chunk))
-        already.update((row.id, row.org) for row in conn.execute(query))
-    return already
+    ids = orjson.dumps([event.id for event in batch]).decode()
+    return {(row[0], row[1]) for row in conn.exec_driver_sql(_STORED_IDS_SQLITE, (ids,))}
 
 
 def _append_sqlite(
