@@ -20,6 +20,7 @@ from auditrelay.panel.forms import validated
 from auditrelay.panel.web import Form, Visitor, first, layout, page, panel, redirect, request_context
 from auditrelay.security import Role, SecretBox
 from auditrelay.services import TokenCreate, TokenService
+from auditrelay.store import iso_from_ms
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 LIST = one_shot.PATH
@@ -76,6 +77,7 @@ async def api_tokens(request: Request, who: Visitor, form: Form | None) -> Respo
         title="API tokens",
         tokens=await _tokens(request).list(who.principal),
         secret=secret,
+        now=iso_from_ms(int(time.time() * 1000)),
         done=DONE.get(request.query_params.get("done", ""), ""),
         **layout(who, "api-tokens"),
     )

@@ -8,6 +8,7 @@ not only on the page. Each page visited is saved to `docs/screenshots/`.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from typing import Any
 
@@ -203,6 +204,14 @@ def test_an_admin_creates_a_token_sees_it_once_rotates_and_revokes_it(page: Page
     page.get_by_role("dialog").get_by_role("button", name="Revoke token").click()
     expect(page.get_by_role("status")).to_contain_text("Token revoked")
     assert _api(panel, rotated) == 401
+    with panel.admin() as admin:
+        made = admin.post(
+            "/api/v1/tokens", json={"name": "short-lived", "role": "ingest", "expires_in": "1s"}
+        )
+    assert made.status_code == 201, made.text
+    time.sleep(1.2)
+    page.reload()
+    expect(page.locator('tr[data-name="short-lived"] .badge')).to_have_text("expired")
     shot(page, "api-tokens")
     actions = [e["action"] for e in _events(panel, "audit_stream.token.*") if e.get("org") == org]
     assert actions == ["audit_stream.token.create", "audit_stream.token.rotate", "audit_stream.token.revoke"]
@@ -229,6 +238,19 @@ def test_an_owner_sees_only_their_organization_and_cannot_make_an_admin(page: Pa
         "an owner adds people to their own organization only: give 'role', not these"
     )
     shot(page, "add-person-owner-refused")
+    # An owner changes a member's role in their organization, and removes them from it only.
+    page.goto(panel.base_url + "/admin/people")
+    _person_row(page, colleague).get_by_role("button", name="Change role").click()
+    page.get_by_label(f"Role in {mine}").select_option("owner")
+    page.get_by_role("button", name="Save changes").click()
+    expect(_person_row(page, colleague)).to_contain_text("owner")
+    assert _user(panel, colleague)["memberships"] == [{"org": mine, "role": "owner"}]
+    _person_row(page, colleague).get_by_role("button", name="Remove").click()
+    expect(page.get_by_role("dialog")).to_contain_text(f"Remove {colleague} from {mine}?")
+    page.get_by_role("dialog").get_by_role("button", name="Remove person").click()
+    expect(_person_row(page, colleague)).to_have_count(0)
+    assert _user(panel, colleague)["memberships"] == []  # the account stays
+    expect(page.get_by_role("button", name="Lock")).to_have_count(0)  # admins lock accounts
 
     page.goto(panel.base_url + "/admin/api-tokens")
     expect(page.locator('tr[data-name="our token"]')).to_be_visible()
