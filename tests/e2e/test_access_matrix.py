@@ -212,6 +212,8 @@ def panel_page(
 DEST = "/api/v1/destinations/{destination_id}"
 PANEL = "/admin/log-streaming"
 PANEL_DEST = PANEL + "/{destination_id}"
+PANEL_USER = "/admin/people/{user_id}"
+PANEL_TOKEN = "/admin/api-tokens/{token_id}"
 
 TABLE: dict[tuple[str, str], Expect] = {
     # Public: any caller, credentials or not.
@@ -331,6 +333,26 @@ TABLE: dict[tuple[str, str], Expect] = {
     ("GET", "/admin/organizations"): panel_page(200, 403),
     ("GET", "/admin/people"): panel_page(200, 403),
     ("GET", "/admin/api-tokens"): panel_page(200, 403),
+    # panel-admin: Organizations, People and API tokens. Owners read their organization;
+    # only admins change organizations; the services refuse what the API refuses.
+    ("GET", "/admin/organizations/new"): panel_page(403, 403),
+    ("POST", "/admin/organizations/new"): panel_page(403, 403),
+    ("GET", "/admin/organizations/{name}/edit"): panel_page(403, 403, ORG_NAMES),
+    ("POST", "/admin/organizations/{name}/edit"): panel_page(403, 403, ORG_NAMES),
+    ("POST", "/admin/organizations/{name}/delete"): panel_page(403, 403, ("throwaway",), fresh=True),
+    ("GET", "/admin/people/new"): panel_page(200, 403),
+    ("POST", "/admin/people/new"): panel_page({"none": 303, "admin-role": 403}, 403, ("none", "admin-role")),
+    ("GET", PANEL_USER + "/edit"): panel_page(scoped(200), 403, OBJECTS),
+    ("POST", PANEL_USER + "/edit"): panel_page(scoped(303), 403, OBJECTS, fresh=True),
+    ("POST", PANEL_USER + "/lock"): panel_page(403, 403, OBJECTS, fresh=True),
+    ("POST", PANEL_USER + "/unlock"): panel_page(403, 403, OBJECTS, fresh=True),
+    ("POST", PANEL_USER + "/delete"): panel_page(scoped(303), 403, OBJECTS, fresh=True),
+    ("GET", "/admin/api-tokens/new"): panel_page(200, 403),
+    ("POST", "/admin/api-tokens/new"): panel_page(
+        {**body_org(303), "admin-role": 403}, 403, (*BODY_ORGS, "admin-role")
+    ),
+    ("POST", PANEL_TOKEN + "/rotate"): panel_page(scoped(303), 403, OBJECTS, fresh=True),
+    ("POST", PANEL_TOKEN + "/revoke"): panel_page(scoped(303), 403, OBJECTS, fresh=True),
 }
 
 
@@ -571,6 +593,19 @@ def prepare(world: World, caller: Caller, method: str, template: str, target: st
         form = {"name": "matrix panel made", "kind": "http", "url": world.receiver.url}
     elif route == ("POST", PANEL_DEST + "/edit"):
         form = {"name": "matrix panel renamed", "kind": "http", "url": world.receiver.url}
+    elif route == ("POST", "/admin/organizations/new"):
+        form = {"name": f"matrix-p-{uuid.uuid4().hex[:8]}"}
+    elif route == ("POST", "/admin/organizations/{name}/edit"):
+        form = {"title": "Matrix Panel Renamed"}
+    elif route == ("POST", "/admin/people/new"):
+        email = f"matrix-panel-{uuid.uuid4().hex[:10]}@example.com"
+        form = {"email": email, "role": "admin" if target == "admin-role" else "viewer"}
+    elif route == ("POST", PANEL_USER + "/edit"):
+        form = {"role": "owner"}
+    elif route == ("POST", "/admin/api-tokens/new"):
+        form = {"name": "matrix panel made", "role": "admin" if target == "admin-role" else "viewer"}
+        if org:
+            form["org"] = org
 
     headers = None
     if route in (("DELETE", "/api/v1/session"), ("POST", "/admin/sign-out")) and caller.session:

@@ -12,9 +12,6 @@ router = APIRouter(prefix="/admin", include_in_schema=False)
 
 PLACEHOLDERS = {
     "events": ("Events", "Audit Logs", False),
-    "organizations": ("Organizations", "Administration", True),
-    "people": ("People", "Administration", True),
-    "api-tokens": ("API tokens", "Administration", True),
 }
 
 
