@@ -37,6 +37,7 @@ FLOORS = {
     "kills": "0 lost; duplicates/kill ≤ window",
     "large-backlog": "peak < 400 MB",
     "peer": "≥ 1.0x syslog-ng (PG 0.8x), ≤ 15 CPU-µs/ev",
+    "idle": "≤ 80 MB",
 }
 
 
@@ -140,6 +141,8 @@ def strain_notes(r: Result) -> list[str]:
             f"{peer['peak_pss_mb']} MB; auditrelay {ours['cpu_us_per_event']} CPU-µs/ev; "
             f"ratio {r['ratio']}x, CPU {r['cpu_ratio']}x"
         )
+    if r["scenario"] == "idle":
+        parts.append(f"{r['processes']} processes, {r['pss_now_mb']} MB PSS at the end")
     if r["scenario"] == "large-backlog":
         parts.append(f"{r['drain_mb_per_s']} MB/s; most in flight {r['most_in_flight_in_status']}")
     return parts

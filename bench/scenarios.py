@@ -16,7 +16,7 @@ from typing import Any
 
 from peer import SyslogNg
 from receivers import CountingReceiver, Intermittent, Nginx
-from service import MemorySampler, Service, free_port, fresh_store, tree_cpu_seconds
+from service import MemorySampler, Service, free_port, fresh_store, tree_cpu_seconds, tree_status
 from workload import (
     Steady,
     action_and_path,
@@ -844,6 +844,28 @@ def scenario_peer(ctx: Context) -> Result:
     return result
 
 
+def scenario_idle(ctx: Context) -> Result:
+    """The memory of a fresh service doing nothing (as `make run` leaves it): all its
+    processes' PSS, sampled for 10 s after it answers ready, with one destination."""
+    extra: Result = {}
+    with service_on_fresh_store(ctx, extra) as service:
+        service.add_destination(name="hec", kind="splunk_hec", url="https://127.0.0.1:9/", token=HEC_TOKEN)
+        assert service.memory is not None
+        service.memory.mark("idle")
+        time.sleep(10)
+        now = tree_status(service.pid)
+    result = row("idle", ctx, 0, 10.0)
+    result.update(
+        peak_rss_mb=extra["phase_peak_pss_mb"].get("idle", extra["peak_rss_mb"]),
+        rss_hwm_sum_mb=extra["rss_hwm_sum_mb"],
+        pss_now_mb=round(now["Pss"] / 1024, 1),
+        processes=extra["processes"],
+        complete=True,
+    )
+    result["floor_met"] = result["peak_rss_mb"] <= 80
+    return result
+
+
 SCENARIOS: dict[str, Callable[[Context], Result]] = {
     "ingest": scenario_ingest,
     "e2e-batched": scenario_e2e_batched,
@@ -856,4 +878,5 @@ SCENARIOS: dict[str, Callable[[Context], Result]] = {
     "kills": scenario_kills,
     "large-backlog": scenario_large_backlog,
     "peer": scenario_peer,
+    "idle": scenario_idle,
 }

@@ -32,6 +32,7 @@ __all__ = [
     "free_port",
     "fresh_store",
     "tree_cpu_seconds",
+    "tree_status",
 ]
 
 PG_ADMIN_URL = os.environ.get("AUDITRELAY_BENCH_PG", "postgresql://127.0.0.1:5432/test")
