@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
-import psycopg
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +25,17 @@ MIGRATION_LOCK_KEY = 8_700_001
 
 
 class PostgresAdvisoryLock:
+    """The lock. psycopg is imported by the methods that use it, not with the module: a
+    service on SQLite never loads it (10 MB a process)."""
+
     def __init__(self, conninfo: str, key: int = DELIVERY_LOCK_KEY) -> None:
         self._conninfo = conninfo
         self._key = key
         self._conn: psycopg.Connection | None = None
 
     def try_acquire(self) -> bool:
+        import psycopg
+
         if self._conn is not None:
             return True
         try:
@@ -60,6 +67,8 @@ class PostgresAdvisoryLock:
         return True
 
     def still_held(self) -> bool:
+        import psycopg
+
         if self._conn is None:
             return False
         try:
@@ -73,6 +82,8 @@ class PostgresAdvisoryLock:
             return False
 
     def release(self) -> None:
+        import psycopg
+
         if self._conn is not None:
             with contextlib.suppress(psycopg.Error):
                 self._conn.close()  # the session ends: PostgreSQL releases the lock

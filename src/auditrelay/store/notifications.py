@@ -13,7 +13,6 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 
-import psycopg
 from sqlalchemy import Connection
 
 log = logging.getLogger(__name__)
@@ -49,6 +48,8 @@ class PostgresListener:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        import psycopg  # here, not with the module: a service on SQLite never loads it
+
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self._conninfo, autocommit=True) as conn:
