@@ -11,7 +11,6 @@ from auditrelay.panel.web import Form, Handler, Visitor, layout, page, panel
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
 PLACEHOLDERS = {
-    "events": ("Events", "Audit Logs", False),
     "organizations": ("Organizations", "Administration", True),
     "people": ("People", "Administration", True),
     "api-tokens": ("API tokens", "Administration", True),
