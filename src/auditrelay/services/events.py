@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from auditrelay.errors import FieldError, NotFound, ValidationError
+from auditrelay.model import MAX_STORED_INT
 from auditrelay.security import Principal
 from auditrelay.services.schemas import EVENT_TYPE
 from auditrelay.store import (
@@ -58,6 +59,8 @@ class EventService:
         return counted
 
     async def get(self, principal: Principal, seq: int) -> LoggedEvent:
+        if not 0 < seq <= MAX_STORED_INT:
+            raise NotFound(f"no event {seq}")
         found: LoggedEvent | None = await self._db.read(event_at, seq, principal.org)
         if found is None:
             raise NotFound(f"no event {seq}")

@@ -190,6 +190,8 @@ def delivery_facts(conn: Connection, destination_id: str, org: str | None, seq: 
                 events.c.seq > seq,
                 events.c.action.in_((_DISCARD, _RESEND)),
                 _contains(conn.dialect.name, events.c.body, destination_id),
+                # `"seq":12` is in `"seq":123` too: the exact test on the details follows.
+                _contains(conn.dialect.name, events.c.body, f'"seq":{seq}'),
             )
             .order_by(events.c.seq.desc())
             .limit(_LETTER_EVENTS)
