@@ -353,6 +353,10 @@ TABLE: dict[tuple[str, str], Expect] = {
     ),
     ("POST", PANEL_TOKEN + "/rotate"): panel_page(scoped(303), 403, OBJECTS, fresh=True),
     ("POST", PANEL_TOKEN + "/revoke"): panel_page(scoped(303), 403, OBJECTS, fresh=True),
+    # -- panel-events: the Events page (an event of A, of B, of the instance) --
+    ("GET", "/admin/events/newer"): panel_page(200, 200),
+    ("GET", "/admin/events/export"): panel_page(200, 200),
+    ("GET", "/admin/events/{seq}"): panel_page(scoped(200), scoped(200), OBJECTS),
 }
 
 
@@ -428,6 +432,19 @@ class World:
         self.note(target, made["id"])
         return made
 
+    def new_event(self, target: str) -> str:
+        """An event of the target's organization (the instance's for "instance"), its seq."""
+        action = f"matrix.event_{uuid.uuid4().hex[:8]}"
+        event = make_event(action=action)
+        if self.org_of(target):
+            event["org"] = self.org_of(target)
+        self.service.send(event)
+        self.note(target, event["id"])
+        with self.service.admin() as admin:
+            found = admin.get("/api/v1/events", params={"action": action})
+        assert found.status_code == 200, found.text
+        return str(found.json()["events"][0]["seq"])
+
     def new_org(self) -> str:
         name = f"matrix-t-{uuid.uuid4().hex[:8]}"
         self.admin_post("/api/v1/orgs", {"name": name})
@@ -474,6 +491,7 @@ def world(service: Service) -> Iterator[World]:
         "token": {t: str(w.new_token(t)["id"]) for t in OBJECTS},
         "user": {t: str(w.new_user(t)["id"]) for t in OBJECTS},
         "org": dict(orgs),
+        "event": {t: w.new_event(t) for t in OBJECTS},
     }
     owner_person = w.new_user("A", "owner", PASSWORD)
     viewer_person = w.new_user("A", "viewer", PASSWORD)
@@ -532,6 +550,7 @@ def prepare(world: World, caller: Caller, method: str, template: str, target: st
         ("{token_id}", "token"),
         ("{user_id}", "user"),
         ("{name}", "org"),
+        ("{seq}", "event"),
     ):
         if placeholder not in path:
             continue

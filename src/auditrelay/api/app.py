@@ -39,6 +39,7 @@ from auditrelay.panel import router as panel_router
 from auditrelay.security import SecretBox
 from auditrelay.services import (
     DestinationService,
+    EventService,
     OrgService,
     RecoveryService,
     SignInService,
@@ -113,6 +114,7 @@ def create_app(settings: Settings) -> FastAPI:
             db, rows, wakeups, settings, on_change=coordinator.destinations_changed
         )
         app.state.recovery = RecoveryService(db, rows, app.state.destinations, wakeups, settings)
+        app.state.events = EventService(db)
         app.state.tokens = TokenService(db)
         app.state.orgs = OrgService(db, rows, on_destinations_removed=coordinator.destinations_changed)
         app.state.users = UserService(db)

@@ -14,6 +14,7 @@ from auditrelay.services.audit import (
     user_audit_event,
 )
 from auditrelay.services.destinations import DestinationService
+from auditrelay.services.events import EXPORT_CAP, EventService
 from auditrelay.services.orgs import ORG_NAME, ORG_NAME_RULE, OrgCreate, OrgPatch, OrgService, render_org
 from auditrelay.services.people import (
     MembershipIn,
@@ -40,6 +41,7 @@ from auditrelay.services.tokens import TokenCreate, TokenService, parse_duration
 
 __all__ = [
     "EVENT_TYPE",
+    "EXPORT_CAP",
     "FLOW_SECONDS",
     "MAX_HEADERS",
     "ORG_NAME",
@@ -47,6 +49,7 @@ __all__ = [
     "DestinationCreate",
     "DestinationPatch",
     "DestinationService",
+    "EventService",
     "MembershipIn",
     "OrgCreate",
     "OrgPatch",

@@ -10,11 +10,11 @@ import orjson
 
 from auditrelay.config import Settings
 from auditrelay.delivery import HttpSender
-from auditrelay.destinations import kind_named
+from auditrelay.destinations import EventFilter, kind_named
 from auditrelay.errors import NotFound
 from auditrelay.events import ValidEvent
 from auditrelay.log import Wakeups
-from auditrelay.model import DeadLetter, Destination, StoredEvent
+from auditrelay.model import DeadLetter, Destination, ReplayState, StoredEvent
 from auditrelay.security import Principal
 from auditrelay.services.audit import RequestContext, audit_event, summary
 from auditrelay.services.destinations import DestinationService, refuse_unsafe_url
@@ -22,11 +22,14 @@ from auditrelay.services.rendering import render_attempt, render_dead_letter, re
 from auditrelay.services.schemas import MAX_RESEND, ReplayRequest, ResendRequest
 from auditrelay.store import (
     Database,
+    DeliveryFacts,
     DestinationRows,
+    LoggedEvent,
     attempt_history,
     count_dead_letters,
     dead_letter_page,
     dead_letters_to_resend,
+    destinations_of_event,
     discard_dead_letter,
     replay_jobs,
     request_replay,
@@ -162,6 +165,68 @@ class RecoveryService:
     async def replays(self, principal: Principal, destination_id: str) -> list[dict[str, Any]]:
         jobs = await self._db.read(replay_jobs, self._rows, destination_id, principal.org)
         return [render_replay(job) for job in jobs]
+
+    async def deliveries_of(self, principal: Principal, event: LoggedEvent) -> list[dict[str, Any]]:
+        """Where one stored event stands at each destination that could take it: those of
+        its organization, and for instance-wide callers the instance's (which take every
+        event). Each: `destination` (id, name, kind, org), `state` (`delivered`, `set aside`,
+        `discarded`, `replaying`, `pending`, `not sent`) and `detail`, in words."""
+        if principal.org is not None and event.org != principal.org:
+            raise NotFound(f"no event {event.seq}")
+        found = await self._db.read(destinations_of_event, self._rows, event, principal.org is None)
+        return [
+            {"destination": {**summary(d), "org": d.org}, **where_it_stands(d, facts, event)}
+            for d, facts in found
+        ]
+
+
+def where_it_stands(d: Destination, facts: DeliveryFacts, event: LoggedEvent) -> dict[str, str]:
+    """One event at one destination, from the destination's filters, its cursor (every
+    event up to it was delivered or set aside), its dead letters, the audit events of the
+    dead letters it discarded or re-sent, and its replays.
+
+    Filters are today's: an event a since-changed filter left out reads as it would now."""
+    stored = StoredEvent(
+        event.seq, event.org, event.action, event.entity_path, event.occurred_at_ms, event.body
+    )
+    if not EventFilter(d.org, d.event_types, d.namespaces).matches(stored):
+        return _stands(
+            "not sent", "filtered out: the destination's event-type or namespace filters leave it out"
+        )
+    if facts.dead_letter is not None:
+        letter = facts.dead_letter
+        answer = f"HTTP {letter.http_status}: " if letter.http_status else ""
+        return _stands(
+            "set aside",
+            f"dead letter: refused {letter.attempts} times ({answer}{letter.error}); not delivered",
+        )
+    if facts.discarded:
+        return _stands("discarded", "set aside as a dead letter, then discarded: never delivered")
+    running = [j for j in facts.replays if j.state is not ReplayState.DONE and j.cursor < event.seq]
+    if running:
+        return _stands(
+            "replaying",
+            f"replay {running[0].id} of seq {running[0].from_seq}..{running[0].to_seq} is sending it",
+        )
+    replayed = [j for j in facts.replays if j.cursor >= event.seq]
+    if event.seq < facts.starts_at:
+        if replayed:
+            return _stands(
+                "delivered", f"by replay {replayed[0].id} (stored before the destination was added)"
+            )
+        return _stands("not sent", "stored before the destination was added")
+    if facts.cursor is not None and facts.cursor >= event.seq:
+        how = "re-sent from the dead letters and accepted" if facts.resent else "accepted by the destination"
+        return _stands("delivered", how)
+    if not d.active:
+        return _stands("pending", "waiting: the destination is paused")
+    if facts.state in ("failing", "unauthorized", "held", "slow"):
+        return _stands("pending", f"waiting: the destination is {facts.state}")
+    return _stands("pending", "waiting to be sent")
+
+
+def _stands(state: str, detail: str) -> dict[str, str]:
+    return {"state": state, "detail": detail}
 
 
 def _ms(moment: datetime | None) -> int | None:
