@@ -331,6 +331,14 @@ TABLE: dict[tuple[str, str], Expect] = {
     ("GET", "/admin/organizations"): panel_page(200, 403),
     ("GET", "/admin/people"): panel_page(200, 403),
     ("GET", "/admin/api-tokens"): panel_page(200, 403),
+    # panel-destination: a destination's own page; readers see it, managers change things.
+    ("GET", PANEL_DEST): panel_page(scoped(200), scoped(200), OBJECTS),
+    ("GET", PANEL_DEST + "/status"): panel_page(scoped(200), scoped(200), OBJECTS),
+    ("POST", PANEL_DEST + "/retry"): panel_page(scoped(303), 403, OBJECTS),
+    ("POST", PANEL_DEST + "/dead-letters/resend"): panel_page(scoped(303), 403, OBJECTS),
+    # The dead letter is not there: 404 for whoever may reach the destination.
+    ("POST", PANEL_DEST + "/dead-letters/{dead_letter_id}/discard"): panel_page(scoped(404), 403, OBJECTS),
+    ("POST", PANEL_DEST + "/replay"): panel_page(scoped(303), 403, OBJECTS),
 }
 
 
@@ -571,6 +579,8 @@ def prepare(world: World, caller: Caller, method: str, template: str, target: st
         form = {"name": "matrix panel made", "kind": "http", "url": world.receiver.url}
     elif route == ("POST", PANEL_DEST + "/edit"):
         form = {"name": "matrix panel renamed", "kind": "http", "url": world.receiver.url}
+    elif route == ("POST", PANEL_DEST + "/replay"):
+        form = {"from": "2020-01-01T00:00:00"}
 
     headers = None
     if route in (("DELETE", "/api/v1/session"), ("POST", "/admin/sign-out")) and caller.session:

@@ -11,11 +11,11 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from auditrelay.errors import NotFound
-from auditrelay.panel import log_streaming, placeholders, sessions
+from auditrelay.panel import destination_page, log_streaming, placeholders, sessions
 from auditrelay.panel.web import asset
 
 router = APIRouter(include_in_schema=False)
-for section in (sessions, log_streaming, placeholders):
+for section in (sessions, log_streaming, placeholders, destination_page):
     router.include_router(section.router)
 
 
