@@ -155,7 +155,7 @@ class DeliverySupervisor:
 
     async def sample_lags(self) -> None:
         """Once a minute, each destination's lag into its per-minute figures (the history the
-        admin panel charts). Every process samples; they write the same figures."""
+        admin panel charts), by the process that delivers (the one supervisor running)."""
         minute = int(time.time() // 60)
         if minute == self._sampled_minute:
             return
