@@ -200,11 +200,11 @@ def panel_replays(service: Service, destination_id: str) -> list[dict[str, Any]]
 
 @pytest.fixture
 def slow_retries(tmp_path: Path) -> Iterator[Service]:
-    """A service whose retries wait a minute: only **Retry now** delivers sooner."""
+    """A service whose retries wait five minutes: only **Retry now** delivers sooner."""
     svc = Service(
         tmp_path / "slow",
         "",
-        extra_env={"AUDITRELAY_RETRY_INITIAL_SECONDS": "60", "AUDITRELAY_RETRY_MAX_SECONDS": "120"},
+        extra_env={"AUDITRELAY_RETRY_INITIAL_SECONDS": "300", "AUDITRELAY_RETRY_MAX_SECONDS": "600"},
     ).start()
     yield svc
     svc.stop()
@@ -226,7 +226,20 @@ def test_retry_now_when_waiting_after_the_receiver_was_down(
     expect(page.locator(f"#retry-{made['id']}")).to_contain_text("Waiting to retry")
     expect(page.locator(f"#state-{made['id']} .badge")).to_have_text("failing")
     shot(page, "destination-retry-now")
-    receiver.answer_normally()  # back up; the next attempt would be a minute away
+
+    # While it waits, the delivery supervisor's sample of the minute charts the lag.
+    def lag_charted() -> bool:
+        page.reload()
+        lags = page.locator("details table tbody td:nth-child(3)").all_text_contents()
+        return any(t.strip().isdigit() and int(t) >= 1 for t in lags)
+
+    wait_until(lag_charted, timeout=75, interval=3, what="a lag sample in the chart (within a minute)")
+    expect(page.locator(".plot-lag .dot, .plot-lag .line").first).to_be_attached()
+    expect(page.locator("#plot-lag")).not_to_contain_text("none in these hours")
+    page.locator(".plot-lag").scroll_into_view_if_needed()
+    shot(page, "destination-chart-lag", top=False)
+    retry = page.get_by_role("button", name="Retry now")
+    receiver.answer_normally()  # back up; the next attempt would be minutes away
     time.sleep(1)
     assert not _marked(receiver, marker)
     retry.click()
