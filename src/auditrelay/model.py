@@ -270,6 +270,17 @@ class AttemptRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class MinuteFigures:
+    """One minute of a destination's delivery: events delivered in it, and its lag as
+    sampled in it (None when no sample was taken that minute)."""
+
+    minute_ms: int
+    delivered: int
+    lag_events: int | None
+    lag_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class ReplayJob:
     id: int
     destination_id: str

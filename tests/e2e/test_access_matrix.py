@@ -357,6 +357,14 @@ TABLE: dict[tuple[str, str], Expect] = {
     ("GET", "/admin/events/newer"): panel_page(200, 200),
     ("GET", "/admin/events/export"): panel_page(200, 200),
     ("GET", "/admin/events/{seq}"): panel_page(scoped(200), scoped(200), OBJECTS),
+    # panel-destination: a destination's own page; readers see it, managers change things.
+    ("GET", PANEL_DEST): panel_page(scoped(200), scoped(200), OBJECTS),
+    ("GET", PANEL_DEST + "/status"): panel_page(scoped(200), scoped(200), OBJECTS),
+    ("POST", PANEL_DEST + "/retry"): panel_page(scoped(303), 403, OBJECTS),
+    ("POST", PANEL_DEST + "/dead-letters/resend"): panel_page(scoped(303), 403, OBJECTS),
+    # The dead letter is not there: 404 for whoever may reach the destination.
+    ("POST", PANEL_DEST + "/dead-letters/{dead_letter_id}/discard"): panel_page(scoped(404), 403, OBJECTS),
+    ("POST", PANEL_DEST + "/replay"): panel_page(scoped(303), 403, OBJECTS),
 }
 
 
@@ -625,6 +633,8 @@ def prepare(world: World, caller: Caller, method: str, template: str, target: st
         form = {"name": "matrix panel made", "role": "admin" if target == "admin-role" else "viewer"}
         if org:
             form["org"] = org
+    elif route == ("POST", PANEL_DEST + "/replay"):
+        form = {"from": "2020-01-01T00:00:00"}
 
     headers = None
     if route in (("DELETE", "/api/v1/session"), ("POST", "/admin/sign-out")) and caller.session:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from auditrelay.config import Settings
 from auditrelay.delivery.ledger import CursorCommits, StoreLedger
@@ -18,7 +19,7 @@ from auditrelay.delivery.policy import RetryPolicy
 from auditrelay.delivery.sender import HttpSender
 from auditrelay.destinations import kind_named
 from auditrelay.log import LogTail, Wakeups
-from auditrelay.store import Database, DestinationRows, note_not_delivering
+from auditrelay.store import Database, DestinationRows, note_not_delivering, sample_lags
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class DeliverySupervisor:
         self._tail = LogTail(db)
         self._commits = CursorCommits(db)
         self._policy = RetryPolicy.from_settings(settings)
+        self._sampled_minute = -1
 
     async def start(self) -> None:
         await self.resync()
@@ -146,6 +148,19 @@ class DeliverySupervisor:
                 await self.resync()
             except Exception:
                 log.exception("could not resync destinations; trying again shortly")
+            try:
+                await self.sample_lags()
+            except Exception:
+                log.exception("could not sample the destinations' lag; trying again shortly")
+
+    async def sample_lags(self) -> None:
+        """Once a minute, each destination's lag into its per-minute figures (the history the
+        admin panel charts), by the process that delivers (the one supervisor running)."""
+        minute = int(time.time() // 60)
+        if minute == self._sampled_minute:
+            return
+        await self._db.write(sample_lags, self._rows)
+        self._sampled_minute = minute
 
     async def _finish(
         self, destination_id: str, loop: DeliveryLoop, task: asyncio.Task[None], grace: float

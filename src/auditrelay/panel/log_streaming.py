@@ -156,14 +156,14 @@ async def test_saved(request: Request, who: Visitor, form: Form | None, destinat
 @panel(manager=True)
 async def pause(request: Request, who: Visitor, form: Form | None, destination_id: str) -> Response:
     await _destinations(request).set_active(who.principal, destination_id, False, request_context(request))
-    return redirect(HOME + "?done=paused")
+    return redirect(_back(form, destination_id) + "?done=paused")
 
 
 @router.post("/log-streaming/{destination_id}/resume")
 @panel(manager=True)
 async def resume(request: Request, who: Visitor, form: Form | None, destination_id: str) -> Response:
     await _destinations(request).set_active(who.principal, destination_id, True, request_context(request))
-    return redirect(HOME + "?done=resumed")
+    return redirect(_back(form, destination_id) + "?done=resumed")
 
 
 @router.post("/log-streaming/{destination_id}/delete")
@@ -171,6 +171,12 @@ async def resume(request: Request, who: Visitor, form: Form | None, destination_
 async def delete(request: Request, who: Visitor, form: Form | None, destination_id: str) -> Response:
     await _destinations(request).delete(who.principal, destination_id, request_context(request))
     return redirect(HOME + "?done=deleted")
+
+
+def _back(form: Form | None, destination_id: str) -> str:
+    """Where a change goes back to: the destination's own page when started there."""
+    started_on_page = form is not None and first(form, "back") == "page"
+    return f"{HOME}/{destination_id}" if started_on_page else HOME
 
 
 def _edited_rows(values: DestinationForm, action: str) -> bool:

@@ -11,11 +11,19 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from auditrelay.errors import NotFound
-from auditrelay.panel import api_tokens, events_page, log_streaming, organizations, people, sessions
+from auditrelay.panel import (
+    api_tokens,
+    destination_page,
+    events_page,
+    log_streaming,
+    organizations,
+    people,
+    sessions,
+)
 from auditrelay.panel.web import asset
 
 router = APIRouter(include_in_schema=False)
-for section in (sessions, log_streaming, events_page, organizations, people, api_tokens):
+for section in (sessions, log_streaming, destination_page, events_page, organizations, people, api_tokens):
     router.include_router(section.router)
 
 

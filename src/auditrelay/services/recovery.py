@@ -14,7 +14,7 @@ from auditrelay.destinations import EventFilter, kind_named
 from auditrelay.errors import NotFound
 from auditrelay.events import ValidEvent
 from auditrelay.log import Wakeups
-from auditrelay.model import DeadLetter, Destination, ReplayState, StoredEvent
+from auditrelay.model import DeadLetter, Destination, MinuteFigures, ReplayState, StoredEvent
 from auditrelay.security import Principal
 from auditrelay.services.audit import RequestContext, audit_event, summary
 from auditrelay.services.destinations import DestinationService, refuse_unsafe_url
@@ -31,6 +31,7 @@ from auditrelay.store import (
     dead_letters_to_resend,
     destinations_of_event,
     discard_dead_letter,
+    minute_history,
     replay_jobs,
     request_replay,
     settle_resent_dead_letters,
@@ -55,6 +56,11 @@ class RecoveryService:
     async def deliveries(self, principal: Principal, destination_id: str, limit: int) -> list[dict[str, Any]]:
         records = await self._db.read(attempt_history, self._rows, destination_id, principal.org, limit)
         return [render_attempt(r) for r in records]
+
+    async def minutes(self, principal: Principal, destination_id: str, since_ms: int) -> list[MinuteFigures]:
+        """The destination's figures per minute since `since_ms`: events delivered, and its
+        lag as the delivery supervisor sampled it (the history its page charts)."""
+        return await self._db.read(minute_history, self._rows, destination_id, principal.org, since_ms)
 
     async def dead_letters(
         self, principal: Principal, destination_id: str, after: int, limit: int

@@ -17,6 +17,7 @@ from auditrelay.model import (
     DeliveryState,
     DeliveryStatus,
     InFlight,
+    MinuteFigures,
     ReplayJob,
     ReplayState,
     StateChange,
@@ -123,14 +124,42 @@ def delivered_last_minute(conn: Connection, destination_id: str, at_ms: int | No
     return float(rows.get(minute, 0)) + float(rows.get(minute - MINUTE_MS, 0)) * (1 - elapsed)
 
 
-def delivered_per_minute(conn: Connection, destination_id: str, since_ms: int) -> list[tuple[int, int]]:
-    """(minute start, events) since `since_ms`, oldest first, minutes with none left out."""
+def record_lag_sample(
+    conn: Connection, destination_id: str, lag_events: int, lag_ms: int, at_ms: int | None = None
+) -> None:
+    """Write the destination's lag into the row of the minute `at_ms` falls in (made with no
+    events delivered when the minute has none yet). A later sample of the same minute
+    replaces an earlier one: any process that samples computes the same figures from here."""
+    minute = (now_ms() if at_ms is None else at_ms) // MINUTE_MS * MINUTE_MS
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(delivery_minutes).values(
+        destination_id=destination_id, minute_ms=minute, events=0, lag_events=lag_events, lag_ms=lag_ms
+    )
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[delivery_minutes.c.destination_id, delivery_minutes.c.minute_ms],
+            set_={"lag_events": statement.excluded.lag_events, "lag_ms": statement.excluded.lag_ms},
+        )
+    )
+
+
+def minute_figures(conn: Connection, destination_id: str, since_ms: int) -> list[MinuteFigures]:
+    """The destination's minutes since `since_ms`, oldest first; minutes with neither an
+    event delivered nor a lag sample are left out."""
     rows = conn.execute(
-        select(delivery_minutes.c.minute_ms, delivery_minutes.c.events)
+        select(
+            delivery_minutes.c.minute_ms,
+            delivery_minutes.c.events,
+            delivery_minutes.c.lag_events,
+            delivery_minutes.c.lag_ms,
+        )
         .where(delivery_minutes.c.destination_id == destination_id, delivery_minutes.c.minute_ms >= since_ms)
         .order_by(delivery_minutes.c.minute_ms)
     )
-    return [(int(m), int(e)) for m, e in rows]
+    return [
+        MinuteFigures(int(m), int(e), None if lag is None else int(lag), None if age is None else int(age))
+        for m, e, lag, age in rows
+    ]
 
 
 def trim_delivery_minutes(conn: Connection, before_ms: int) -> int:

@@ -17,6 +17,7 @@ from auditrelay.errors import Conflict
 from auditrelay.events import ValidEvent
 from auditrelay.model import Destination, DestinationOverview
 from auditrelay.store import delivery_rows
+from auditrelay.store.clock import now_ms
 from auditrelay.store.destination_rows import DestinationRows
 from auditrelay.store.event_log import append_events, head_seq, org_head
 from auditrelay.store.org_rows import require_org
@@ -35,16 +36,42 @@ def _overview(
         head = org_head(conn, org)
     if status is None:
         return DestinationOverview(destination, None, head)
-    lag = max(0, head - status.cursor) if org is None else delivery_rows.org_lag(conn, org, status.cursor)
+    lag, oldest_pending_ms = _owed(conn, org, status.cursor, head)
     return DestinationOverview(
         destination,
         status,
         head,
         lag=lag,
-        oldest_pending_ms=delivery_rows.oldest_pending_received_at(conn, status.cursor, org),
+        oldest_pending_ms=oldest_pending_ms,
         dead_letters=delivery_rows.count_dead_letters(conn, destination.id),
         delivered_last_minute=delivery_rows.delivered_last_minute(conn, destination.id),
     )
+
+
+def _owed(conn: Connection, org: str | None, cursor: int, head: int) -> tuple[int, int | None]:
+    """How many events a destination at `cursor` still owes, and when the oldest was stored."""
+    lag = max(0, head - cursor) if org is None else delivery_rows.org_lag(conn, org, cursor)
+    return lag, delivery_rows.oldest_pending_received_at(conn, cursor, org)
+
+
+def sample_lags(conn: Connection, rows: DestinationRows, at_ms: int | None = None) -> int:
+    """Write every destination's lag (events owed, age of the oldest) into the current
+    minute's figures, the history the admin panel charts; how many were sampled. The
+    figures are the status's own, so whichever process samples writes the same."""
+    now = now_ms() if at_ms is None else at_ms
+    statuses = delivery_rows.read_statuses(conn)
+    head = head_seq(conn)
+    sampled = 0
+    for destination in rows.list(conn):
+        status = statuses.get(destination.id)
+        if status is None:
+            continue
+        org_head_seq = head if destination.org is None else org_head(conn, destination.org)
+        lag, oldest = _owed(conn, destination.org, status.cursor, org_head_seq)
+        age = max(0, now - oldest) if oldest is not None else 0
+        delivery_rows.record_lag_sample(conn, destination.id, lag, age, now)
+        sampled += 1
+    return sampled
 
 
 def list_overviews(conn: Connection, rows: DestinationRows, scope: str | None) -> list[DestinationOverview]:

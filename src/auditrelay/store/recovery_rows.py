@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 
 from auditrelay.errors import FieldError, ValidationError
 from auditrelay.events import ValidEvent
-from auditrelay.model import AttemptRecord, DeadLetter, Destination, ReplayJob
+from auditrelay.model import AttemptRecord, DeadLetter, Destination, MinuteFigures, ReplayJob
 from auditrelay.store import delivery_rows
 from auditrelay.store.destination_rows import DestinationRows
 from auditrelay.store.event_log import append_events, head_seq
@@ -23,6 +23,14 @@ def attempt_history(
 ) -> list[AttemptRecord]:
     rows.visible(conn, destination_id, scope)
     return delivery_rows.list_attempts(conn, destination_id, limit)
+
+
+def minute_history(
+    conn: Connection, rows: DestinationRows, destination_id: str, scope: str | None, since_ms: int
+) -> list[MinuteFigures]:
+    """The destination's per-minute figures since `since_ms` (delivered, sampled lag)."""
+    rows.visible(conn, destination_id, scope)
+    return delivery_rows.minute_figures(conn, destination_id, since_ms)
 
 
 def dead_letter_page(

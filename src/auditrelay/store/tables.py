@@ -199,7 +199,8 @@ destination_status = Table(
 )
 
 #: Events delivered per destination and minute: the rate over the last minute, and the
-#: history the admin panel charts. Kept for `MINUTES_KEPT_HOURS`.
+#: history the admin panel charts, with the lag sampled once a minute by the delivery
+#: supervisor (NULL for a minute without a sample). Kept for `MINUTES_KEPT_HOURS`.
 delivery_minutes = Table(
     "delivery_minutes",
     metadata,
@@ -212,6 +213,9 @@ delivery_minutes = Table(
     #: The minute's start, in wall-clock ms.
     Column("minute_ms", BigInteger, primary_key=True),
     Column("events", BigInteger, nullable=False),
+    #: Events the destination still owed, and the age of the oldest of them, when sampled.
+    Column("lag_events", BigInteger, nullable=True),
+    Column("lag_ms", BigInteger, nullable=True),
 )
 
 #: Events a destination refused on their own, again and again: set aside so the stream
