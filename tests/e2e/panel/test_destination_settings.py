@@ -229,3 +229,110 @@ def test_the_event_type_filter_offers_the_types_seen_and_filters_by_them(
     # A new destination starts at the log's head: the three sent before it are not its own.
     wait_until(lambda: delivered() == ["user.login", "document.update"], what="the filtered events")
     assert "billing.charge" not in delivered()
+
+
+CLIENT_CA = trustme.CA()
+CLIENT = CLIENT_CA.issue_cert("relay.client.example")
+
+
+@pytest.fixture
+def mtls_receiver() -> Iterator[Receiver]:
+    """HTTPS that asks for a client certificate `CLIENT_CA` issued."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    SERVER_CERT.configure_cert(context)
+    CLIENT_CA.configure_trust(context)
+    context.verify_mode = ssl.CERT_REQUIRED
+    r = Receiver(ssl_context=context)
+    yield r
+    r.close()
+
+
+def test_mutual_tls_the_client_key_is_never_shown_again_and_an_edit_keeps_it(
+    page: Page, panel: Service, mtls_receiver: Receiver
+) -> None:
+    org = owner_signed_in(page, panel)
+    key = pem(CLIENT.private_key_pem)
+    page.goto(panel.base_url + "/admin/log-streaming/new")
+    page.get_by_label("Other (HTTP)").check()
+    page.get_by_label("Name", exact=True).fill("Mutual")
+    page.get_by_label("URL").fill(mtls_receiver.url)
+    open_section(page, "TLS")
+    page.get_by_label("CA bundle (PEM)").fill(pem(SERVER_CA.cert_pem))
+    page.get_by_label("Client certificate (PEM)").fill(pem(CLIENT.cert_chain_pems[0]))
+    page.get_by_label("Client key (PEM)").fill(key)
+    page.get_by_label("Filter by audit event type").fill("Not An Event")
+    page.get_by_role("button", name="Add destination").click()
+    # Refused for another field: the key typed is not put back into the page.
+    expect(page.locator("#err-event_types-1")).to_be_visible()
+    expect(page.get_by_label("Client key (PEM)")).to_have_value("")
+    assert "PRIVATE KEY-----\n" not in page.content()
+    page.get_by_label("Filter by audit event type").fill("")
+    page.get_by_role("button", name="Add destination").click()
+    expect(page.locator("#err-tls-client_key-1")).to_have_text("is required with a client certificate")
+    page.get_by_label("Client key (PEM)").fill(key)
+    page.get_by_role("button", name="Test", exact=True).click()
+    expect(page.locator("#test-result")).to_contain_text("Test event delivered")
+    page.get_by_role("button", name="Add destination").click()
+    expect(page.get_by_role("status")).to_have_text("Destination added.")
+    [made] = destinations_of(panel, org)
+    assert made["tls"]["client_key"] == "********"
+
+    # The edit page: the key stored, shown by a placeholder only; saving keeps it.
+    page.goto(f"{panel.base_url}/admin/log-streaming/{made['id']}/edit")
+    open_section(page, "TLS")
+    expect(page.get_by_label("Client key (PEM)")).to_have_value("")
+    expect(page.get_by_label("Client key (PEM)")).to_have_attribute(
+        "placeholder", "******** (stored: leave empty to keep it)"
+    )
+    assert "PRIVATE KEY-----\n" not in page.content()
+    page.get_by_label("Name", exact=True).fill("Mutual TLS")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("status")).to_have_text("Changes saved.")
+    with panel.admin() as admin:
+        tested = admin.post(f"/api/v1/destinations/{made['id']}/test").json()
+    assert tested["delivered"], tested  # the stored key still answers the receiver's request
+
+
+def test_rotating_the_signing_secret_and_generate_without_javascript(
+    browser: Any, panel: Service, receiver: Receiver
+) -> None:
+    context = browser.new_context(viewport=WIDE, java_script_enabled=False)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    try:
+        org = owner_signed_in(page, panel)
+        made = panel.add_destination(
+            name="Rotating", kind="http", url=receiver.url, org=org, signing_secret="generate"
+        )
+        first = made["signing_secret"]
+        page.goto(f"{panel.base_url}/admin/log-streaming/{made['id']}/edit")
+        # Without the script, Generate posts the form and it comes back saying what will happen.
+        page.locator("#signing-settings summary").click()
+        page.get_by_role("button", name="Generate").click()
+        expect(page.locator("#signing-generate-note")).to_be_visible()
+        expect(page.locator("#signing-settings")).to_have_attribute("open", "")
+        page.get_by_role("button", name="Save changes").click()
+        expect(page.get_by_role("heading", name="Signing secret of “Rotating”")).to_be_visible()
+        expect(page.get_by_role("status")).to_contain_text("shown this once")
+        expect(page.locator("#generated-hint")).to_contain_text("the previous secret keeps signing")
+        second = page.get_by_label("Signing secret").input_value()
+        assert second.startswith("whsec_") and second != first
+        rotated = panel.destination(made["id"])
+        assert rotated["signing_secret"] == "********" + second[-4:]
+        assert rotated["signing_secret_previous"] == "********" + first[-4:]
+        page.get_by_role("link", name="Continue").click()
+        expect(page.get_by_role("status")).to_have_text("Changes saved.")
+        # End the rotation: only the new secret signs.
+        page.goto(f"{panel.base_url}/admin/log-streaming/{made['id']}/edit")
+        page.locator("#signing-settings summary").click()
+        expect(page.get_by_label("Previous signing secret")).to_have_attribute(
+            "placeholder", f"********{first[-4:]} (unchanged)"
+        )
+        page.get_by_label("Stop signing with the previous secret (end the rotation)").check()
+        page.get_by_role("button", name="Save changes").click()
+        expect(page.get_by_role("status")).to_have_text("Changes saved.")
+        ended = panel.destination(made["id"])
+        assert ended["signing_secret"] == rotated["signing_secret"]
+        assert ended["signing_secret_previous"] is None
+    finally:
+        context.close()
