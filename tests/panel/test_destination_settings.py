@@ -190,3 +190,23 @@ def test_back_says_what_was_done_there() -> None:
         "/admin/log-streaming/abc?tab=x&done=saved"
     )
     assert with_done("https://evil.example/", "saved") == "/admin/log-streaming?done=saved"
+
+
+def test_a_closed_section_says_what_it_holds() -> None:
+    assert posted().settings.summaries() == {
+        "batch": "the kind's defaults",
+        "delivery": "the defaults",
+        "tls": "the defaults (the system's CAs)",
+        "signing": "off",
+    }
+    shown = DestinationForm.from_destination(
+        saved(delivery={"ordered": True, "max_in_flight": 3}, signing_secret_previous="********xyz=")
+    )
+    said = shown.settings.summaries()
+    assert said["batch"] == "100 events · 1,000,000 bytes · 5 ms"
+    assert said["delivery"] == "ordered, up to 3 in flight"
+    assert said["tls"] == "own CAs, client certificate"
+    assert said["signing"] == "on, rotating"
+    assert posted(tls__verify="off", signing__generate="on").settings.summaries()["tls"] == (
+        "certificate NOT checked"
+    )

@@ -183,6 +183,36 @@ class AdvancedSettings:
             body["signing_secret_previous"] = None
         return body
 
+    # -- what a closed section says ----------------------------------------------------
+
+    def summaries(self) -> dict[str, str]:
+        """One line per section, shown beside its title while it is closed."""
+        batch = [
+            f"{int(v):,} {unit}"
+            for f, unit in zip(BATCH_FIELDS, ("events", "bytes", "ms"), strict=True)
+            if (v := self.batch[f]).isdigit()
+        ]
+        delivery = ["ordered" if self.ordered else ""]
+        if self.max_in_flight:
+            delivery.append(f"up to {self.max_in_flight} in flight")
+        tls = [
+            "own CAs" if self.ca_bundle else "",
+            "client certificate" if self.client_certificate else "",
+            f"TLS {self.min_version}+" if self.min_version != DEFAULT_MIN_VERSION else "",
+            "certificate NOT checked" if not self.verify else "",
+        ]
+        signing = "off"
+        if self.signing_generate:
+            signing = "a new secret on save"
+        elif self.signing_masked or self.signing_secret:
+            signing = "on, rotating" if self.previous_masked or self.previous else "on"
+        return {
+            "batch": " · ".join(batch) or "the kind's defaults",
+            "delivery": ", ".join(p for p in delivery if p) or "the defaults",
+            "tls": ", ".join(p for p in tls if p) or "the defaults (the system's CAs)",
+            "signing": signing,
+        }
+
     # -- errors --------------------------------------------------------------------------
 
     @staticmethod
