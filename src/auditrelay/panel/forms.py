@@ -22,10 +22,8 @@ import pydantic
 from auditrelay.destinations import KINDS
 from auditrelay.errors import FieldError, ValidationError
 from auditrelay.panel.advanced import AdvancedSettings, section_of
+from auditrelay.panel.web import HOME
 from auditrelay.services import MAX_HEADERS
-
-#: Where a form returns by default: the list of destinations.
-LIST = "/admin/log-streaming"
 
 #: The kinds as the reference products name them, in the order the form offers them.
 KIND_LABELS = {"splunk_hec": "Splunk", "sumo_logic": "Sumo Logic", "http": "Other (HTTP)"}
@@ -93,7 +91,7 @@ class DestinationForm:
     #: As shown when the form was opened (edit): sent back unchanged, it is left out.
     shown_url: str = ""
     settings: AdvancedSettings = field(default_factory=AdvancedSettings)
-    back: str = LIST
+    back: str = HOME
 
     @classmethod
     def from_destination(cls, d: dict[str, Any]) -> DestinationForm:
@@ -274,12 +272,12 @@ def local_back(value: str | None) -> str:
     """Where **Save** returns: a path of this service's panel (`/admin/...`), nothing that
     could lead elsewhere (no scheme, host, `//`, backslash or control character); else the list."""
     if not value or not value.startswith("/admin/") or "\\" in value or value.startswith("//"):
-        return LIST
+        return HOME
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value) or len(value) > 2000:
-        return LIST
+        return HOME
     parts = urlsplit(value)
     if parts.scheme or parts.netloc:
-        return LIST
+        return HOME
     return value
 
 
