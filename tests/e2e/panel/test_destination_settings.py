@@ -336,3 +336,23 @@ def test_rotating_the_signing_secret_and_generate_without_javascript(
         assert ended["signing_secret_previous"] is None
     finally:
         context.close()
+
+
+def test_edit_from_the_destinations_page_returns_there(
+    page: Page, panel: Service, receiver: Receiver
+) -> None:
+    org = owner_signed_in(page, panel)
+    made = panel.add_destination(name="Came from its page", kind="http", url=receiver.url, org=org)
+    page.goto(f"{panel.base_url}/admin/log-streaming/{made['id']}")
+    page.locator(".page-actions").get_by_role("button", name="Edit").click()
+    expect(page.get_by_role("heading", name="Edit “Came from its page”")).to_be_visible()
+    expect(page.get_by_role("link", name="Cancel")).to_have_attribute(
+        "href", f"/admin/log-streaming/{made['id']}"
+    )
+    open_section(page, "Batching")
+    page.get_by_label("Max events per batch").fill("50")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page).to_have_url(f"{panel.base_url}/admin/log-streaming/{made['id']}?done=saved")
+    expect(page.get_by_role("heading", name="Came from its page")).to_be_visible()
+    expect(page.get_by_text("Changes saved.")).to_be_visible()
+    assert panel.destination(made["id"])["batch"]["max_events"] == 50
