@@ -65,7 +65,7 @@ def test_an_edit_keeps_what_was_shown_masked() -> None:
             "headers-0-stored": ["********1234"],
         }
     )
-    patch = posted.patch_body("http")
+    patch = posted.patch_body(current)
     assert "url" not in patch and "token" not in patch  # unchanged: never the masked text
     assert patch["headers"] == [{"name": "X-Api-Key", "secret": True}]  # its stored value is kept
 

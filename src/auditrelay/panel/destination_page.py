@@ -33,6 +33,7 @@ DEAD_LETTERS_SHOWN = 50
 POLL_SECONDS = 2
 #: What a change that comes back to this page says (fixed words; only counts come from the URL).
 DONE = {
+    "saved": "Changes saved.",
     "paused": "Delivery paused; its position is kept.",
     "resumed": "Delivery resumed from where it stopped.",
     "retried": "Retrying now: the next attempt goes at once.",

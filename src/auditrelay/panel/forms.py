@@ -4,7 +4,9 @@ the services give belongs on the page.
 Field names: `kind`, `name`, `url`, `token`, `content_type`, `verification_token`, `org`
 (admins), `event_types` and `namespaces` (one per line or comma-separated),
 `headers-<n>-name|value|secret|stored` per header row, and `opt-<kind>-<option>` per option
-of each kind (read from the kind's own options model, so a new option appears on its own).
+of each kind (read from the kind's own options model, so a new option appears on its own);
+the batching, delivery, TLS and signing sections are `panel.advanced`'s. `back` is where
+**Save** and **Cancel** return: a panel path (`local_back`), else the list.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pydantic
 
 from auditrelay.destinations import KINDS
 from auditrelay.errors import FieldError, ValidationError
+from auditrelay.panel.advanced import AdvancedSettings, section_of
+from auditrelay.panel.web import HOME
 from auditrelay.services import MAX_HEADERS
 
 #: The kinds as the reference products name them, in the order the form offers them.
@@ -85,6 +90,8 @@ class DestinationForm:
     errors: dict[str, list[str]] = field(default_factory=dict)
     #: As shown when the form was opened (edit): sent back unchanged, it is left out.
     shown_url: str = ""
+    settings: AdvancedSettings = field(default_factory=AdvancedSettings)
+    back: str = HOME
 
     @classmethod
     def from_destination(cls, d: dict[str, Any]) -> DestinationForm:
@@ -110,6 +117,7 @@ class DestinationForm:
                 for h in d["headers"]
             ],
             options={d["kind"]: {k: "" if v is None else str(v) for k, v in d["options"].items()}},
+            settings=AdvancedSettings.from_destination(d),
         )
 
     @classmethod
@@ -152,6 +160,8 @@ class DestinationForm:
             namespaces=one("namespaces"),
             headers=[rows[i] for i in sorted(rows) if rows[i].name or rows[i].value or rows[i].stored],
             options=options,
+            settings=AdvancedSettings.from_post(form),
+            back=local_back(one("back")),
         )
 
     # -- the API body ------------------------------------------------------------------
@@ -186,9 +196,12 @@ class DestinationForm:
             body["verification_token"] = self.verification_token
         if self.org:
             body["org"] = self.org
+        body.update(self.settings.create_fields())
         return body
 
-    def patch_body(self, current_kind: str) -> dict[str, Any]:
+    def patch_body(self, current: dict[str, Any]) -> dict[str, Any]:
+        """The PATCH an edit makes; `current` is the destination as the service shows it."""
+        current_kind = current["kind"]
         body: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
@@ -205,6 +218,7 @@ class DestinationForm:
                 body["token"] = None
         elif self.token:
             body["token"] = self.token
+        body.update(self.settings.patch_fields(current))
         return body
 
     # -- errors --------------------------------------------------------------------------
@@ -235,6 +249,9 @@ class DestinationForm:
             return top
         if top == "options" and len(parts) > 1:
             return f"opt-{self.kind}-{parts[1]}"
+        advanced = AdvancedSettings.input_of(parts)
+        if advanced is not None:
+            return advanced
         if top in ("name", "url", "token", "content_type", "verification_token", "org", "kind"):
             return top
         return ""
@@ -242,6 +259,33 @@ class DestinationForm:
     @property
     def header_limit_reached(self) -> bool:
         return len(self.headers) >= MAX_HEADERS
+
+    def section_open(self, section: str) -> bool:
+        """A collapsed section opens when one of its fields has an error, or (signing)
+        after **Generate**, so the person sees what is about to happen."""
+        if section == "signing" and self.settings.signing_generate:
+            return True
+        return any(section_of(where) == section for where in self.errors if where)
+
+
+def local_back(value: str | None) -> str:
+    """Where **Save** returns: a path of this service's panel (`/admin/...`), nothing that
+    could lead elsewhere (no scheme, host, `//`, backslash or control character); else the list."""
+    if not value or not value.startswith("/admin/") or "\\" in value or value.startswith("//"):
+        return HOME
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value) or len(value) > 2000:
+        return HOME
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return HOME
+    return value
+
+
+def with_done(back: str, done: str) -> str:
+    """`back` with `?done=<done>` (what the page there says happened), its fragment dropped."""
+    parts = urlsplit(local_back(back))
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "done"]
+    return urlunsplit(("", "", parts.path, urlencode([*query, ("done", done)]), ""))
 
 
 def split_list(text: str) -> list[str]:

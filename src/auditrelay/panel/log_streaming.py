@@ -12,13 +12,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from auditrelay.errors import ValidationError
+from auditrelay.panel.advanced import DEFAULT_MAX_IN_FLIGHT, TLS_VERSIONS, batch_defaults
 from auditrelay.panel.forms import (
     TOKEN_KINDS,
     DestinationForm,
     HeaderRow,
     kind_choices,
+    local_back,
     option_fields,
     validated,
+    with_done,
 )
 from auditrelay.panel.web import HOME, Form, Visitor, first, layout, page, panel, redirect, request_context
 from auditrelay.services import (
@@ -78,7 +81,8 @@ async def log_streaming_status(request: Request, who: Visitor, form: Form | None
 @router.get("/log-streaming/new")
 @panel(manager=True)
 async def new_destination(request: Request, who: Visitor, form: Form | None) -> Response:
-    return await _form_page(request, who, DestinationForm(), None)
+    values = DestinationForm(back=local_back(request.query_params.get("back")))
+    return await _form_page(request, who, values, None)
 
 
 @router.post("/log-streaming/new")
@@ -90,11 +94,13 @@ async def add_destination(request: Request, who: Visitor, form: Form | None) -> 
         return await _form_page(request, who, values, None)
     try:
         body = validated(DestinationCreate, values.create_body())
-        await _destinations(request).create(who.principal, body, request_context(request))
+        made = await _destinations(request).create(who.principal, body, request_context(request))
     except ValidationError as exc:
         values.add_errors(exc.errors, exc.detail)
         return await _form_page(request, who, values, None, status=422)
-    return redirect(HOME + "?done=added")
+    if values.settings.signing_generate:
+        return _generated_secret(request, who, made, with_done(values.back, "added"))
+    return redirect(with_done(values.back, "added"))
 
 
 @router.post("/log-streaming/test")
@@ -120,7 +126,9 @@ async def edit_destination(
     request: Request, who: Visitor, form: Form | None, destination_id: str
 ) -> Response:
     current = await _destinations(request).get(who.principal, destination_id)
-    return await _form_page(request, who, DestinationForm.from_destination(current), current)
+    values = DestinationForm.from_destination(current)
+    values.back = local_back(request.query_params.get("back"))
+    return await _form_page(request, who, values, current)
 
 
 @router.post("/log-streaming/{destination_id}/edit")
@@ -135,12 +143,16 @@ async def save_destination(
     if _edited_rows(values, first(form, "action")):
         return await _form_page(request, who, values, current)
     try:
-        patch = validated(DestinationPatch, values.patch_body(current["kind"]))
-        await _destinations(request).update(who.principal, destination_id, patch, request_context(request))
+        patch = validated(DestinationPatch, values.patch_body(current))
+        saved = await _destinations(request).update(
+            who.principal, destination_id, patch, request_context(request)
+        )
     except ValidationError as exc:
         values.add_errors(exc.errors, exc.detail)
         return await _form_page(request, who, values, current, status=422)
-    return redirect(HOME + "?done=saved")
+    if values.settings.signing_generate:
+        return _generated_secret(request, who, saved, with_done(values.back, "saved"))
+    return redirect(with_done(values.back, "saved"))
 
 
 @router.post("/log-streaming/{destination_id}/test")
@@ -179,9 +191,28 @@ def _back(form: Form | None, destination_id: str) -> str:
     return f"{HOME}/{destination_id}" if started_on_page else HOME
 
 
+def _generated_secret(request: Request, who: Visitor, saved: dict[str, Any], then: str) -> Response:
+    """The signing secret the service made on **Generate**: shown once, here (the service's
+    answer to this change is the only one that holds it), then masked everywhere."""
+    return page(
+        request,
+        "signing_secret.html",
+        title="Signing secret",
+        destination=saved,
+        secret=saved["signing_secret"],
+        then=then,
+        **layout(who, "log-streaming"),
+    )
+
+
 def _edited_rows(values: DestinationForm, action: str) -> bool:
-    """The header table's buttons without JavaScript: **Add header** and a row's
-    **Delete** post the form, which comes back with the row added or removed."""
+    """The form's buttons without JavaScript: **Add header** and a row's **Delete** post
+    the form, which comes back with the row added or removed; **Generate** comes back with
+    the signing secret to be made on save."""
+    if action == "generate-signing-secret":
+        values.settings.signing_generate = True
+        values.settings.signing_secret = ""
+        return True
     if action == "add-header":
         if len(values.headers) < MAX_HEADERS:
             values.headers.append(HeaderRow())
@@ -214,6 +245,9 @@ async def _form_page(
         options={k: option_fields(k) for k, _ in kind_choices()},
         token_kinds=TOKEN_KINDS,
         max_headers=MAX_HEADERS,
+        batch_defaults=batch_defaults(),
+        default_max_in_flight=DEFAULT_MAX_IN_FLIGHT,
+        tls_versions=TLS_VERSIONS,
         orgs=orgs,
         seen_event_types=await _seen_event_types(request, who),
         test_result=test_result,

@@ -13,6 +13,21 @@
         input.disabled = !on;
       });
     });
+    // The batch settings' placeholders are the chosen kind's defaults.
+    form.querySelectorAll("[data-defaults]").forEach(function (input) {
+      var defaults = JSON.parse(input.getAttribute("data-defaults"));
+      if (checked.value in defaults) input.placeholder = String(defaults[checked.value]);
+    });
+  }
+
+  // **Generate**: the service makes the signing secret on save (shown once then); without
+  // this script the button posts the form, which comes back saying the same.
+  function generateSigningSecret(form) {
+    form.querySelector("#signing-generate").value = "on";
+    var typed = form.querySelector("#signing_secret");
+    typed.value = "";
+    typed.disabled = true;
+    form.querySelector("#signing-generate-note").hidden = false;
   }
 
   function headerCount(form) {
@@ -74,6 +89,9 @@
         row.remove();
         updateHeaderLimit(form);
         (focusNext ? focusNext.querySelector("input") : form.querySelector("#add-header")).focus();
+      } else if (button.id === "generate-signing-secret") {
+        event.preventDefault();
+        generateSigningSecret(form);
       } else if (button.id === "add-event-type") {
         var pick = form.querySelector("#event-type-pick");
         var list = form.querySelector("#event_types");
