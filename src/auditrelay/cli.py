@@ -257,7 +257,7 @@ def serve(settings: Settings) -> None:
     preparing.join()
     if preparing.exitcode != 0:
         sys.exit(f"auditrelay: preparing the store failed (exit code {preparing.exitcode}); see above")
-    # Several processes share the port (uvicorn's supervisor binds it and restarts a worker
+    # Several processes share the port (uvicorn's supervisor starts them and restarts a worker
     # that dies); each builds its app from the same environment. Their metrics meet in a
     # directory that must start empty.
     metrics_dir = settings.data_dir / "metrics"
@@ -269,7 +269,20 @@ def serve(settings: Settings) -> None:
     # each), so a large backlog left tens of MB in arenas per worker. Two arenas keep that
     # bounded at no cost measured on throughput; an operator's own setting wins.
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
-    uvicorn.run("auditrelay.api.app:app_from_environment", factory=True, workers=workers, **options)
+    # Each worker listens on a socket of its own (SO_REUSEPORT), so the kernel spreads the
+    # connections over them; uvicorn's supervisor still starts them and restarts one that
+    # dies (`auditrelay.listening` says why and how).
+    from uvicorn.supervisors import Multiprocess
+
+    from auditrelay.listening import ReusePortSocket
+
+    app = "auditrelay.api.app:app_from_environment"
+    config = uvicorn.Config(app, factory=True, workers=workers, **options)
+    try:
+        placeholder = ReusePortSocket.bind_to(settings.host, settings.port)
+    except OSError as exc:
+        sys.exit(f"auditrelay: cannot listen on {settings.host}:{settings.port}: {exc}")
+    Multiprocess(config, sockets=[placeholder]).run()
 
 
 def prepare(settings: Settings) -> None:
