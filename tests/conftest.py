@@ -11,6 +11,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from auditrelay.config import Settings
+from auditrelay.store import Database, upgrade_to_head
 from tests.support import HecReceiver, Receiver, Service, SumoReceiver
 
 PG_ADMIN_URL = os.environ.get("AUDITRELAY_TEST_PG", "postgresql://127.0.0.1:5432/test")
@@ -69,6 +71,18 @@ def databases(tmp_path_factory: pytest.TempPathFactory, pg_unreachable: str | No
     yield dbs
     if dbs.created:
         dbs.drop_all()
+
+
+@pytest.fixture(params=BACKENDS)
+def db(request: pytest.FixtureRequest, databases: Databases, tmp_path: Path) -> Iterator[Database]:
+    """A migrated store of the test's own, on each backend in turn (SQLite `NORMAL`: these
+    tests read what they wrote, they do not pull the power)."""
+    database = Database(
+        Settings(database_url=databases.url(request.param), data_dir=tmp_path, sqlite_synchronous="NORMAL")
+    )
+    upgrade_to_head(database)
+    yield database
+    database.dispose()
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

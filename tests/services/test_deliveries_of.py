@@ -4,7 +4,6 @@ ones) and replays, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,9 +16,8 @@ from auditrelay.log import Wakeups
 from auditrelay.security import Principal, Role
 from auditrelay.security.secrets import SecretBox
 from auditrelay.services import DestinationCreate, DestinationService, RecoveryService, RequestContext
-from auditrelay.store import Database, DestinationRows, LoggedEvent, append_events, event_at, upgrade_to_head
+from auditrelay.store import Database, DestinationRows, LoggedEvent, append_events, event_at
 from auditrelay.store.delivery_rows import add_dead_letter, advance_replay, commit_progress, create_replay
-from tests.conftest import Databases
 from tests.support import make_event
 
 pytestmark = pytest.mark.anyio
@@ -31,16 +29,6 @@ CTX = RequestContext(ip_address="127.0.0.1", user_agent="test")
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, databases: Databases, tmp_path: Path) -> Iterator[Database]:
-    database = Database(
-        Settings(database_url=databases.url(request.param), data_dir=tmp_path, sqlite_synchronous="NORMAL")
-    )
-    upgrade_to_head(database)
-    yield database
-    database.dispose()
 
 
 class World:

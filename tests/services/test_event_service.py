@@ -4,19 +4,14 @@ chunk at a time across the scan window."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import orjson
 import pytest
 
-from auditrelay.config import Settings
 from auditrelay.errors import NotFound, ValidationError
 from auditrelay.events import validate_events
 from auditrelay.security import Principal, Role
 from auditrelay.services import EventService
-from auditrelay.store import Database, EventQuery, append_events, upgrade_to_head
-from tests.conftest import Databases
+from auditrelay.store import Database, EventQuery, append_events
 from tests.support import make_event
 
 pytestmark = pytest.mark.anyio
@@ -28,16 +23,6 @@ OWNER_B = Principal(token_id="t-owner", name="owner", role=Role.OWNER, org="beta
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, databases: Databases, tmp_path: Path) -> Iterator[Database]:
-    database = Database(
-        Settings(database_url=databases.url(request.param), data_dir=tmp_path, sqlite_synchronous="NORMAL")
-    )
-    upgrade_to_head(database)
-    yield database
-    database.dispose()
 
 
 def store(db: Database, events: list[dict[str, object]]) -> list[bytes]:

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from tests.support import Service
-from tests.support.oidc_provider import OidcAccount, OidcClient, OidcProvider, oidc_provider
+from tests.support.oidc_provider import OidcAccount, OidcProvider
+from tests.support.sso import service_with_sso
 
 ACCOUNTS = (
     OidcAccount(sub="alice", email="alice@example.test", name="Alice Admin", roles=("admin",)),
@@ -26,25 +27,10 @@ ACCOUNTS = (
 
 @pytest.fixture(scope="module")
 def sso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, OidcProvider]]:
-    service = Service(Path(tmp_path_factory.mktemp("sso")), "")
-    callback = service.base_url + "/api/v1/session/sso/callback"
-    client = OidcClient(
-        client_id="auditrelay-sso", client_secret="s3cret-of-the-client", redirect_uris=(callback,)
-    )
-    with oidc_provider(client, ACCOUNTS) as idp:
-        service.extra_env.update(
-            {
-                "AUDITRELAY_OIDC_ISSUER": idp.issuer,
-                "AUDITRELAY_OIDC_CLIENT_ID": client.client_id,
-                "AUDITRELAY_OIDC_CLIENT_SECRET": client.client_secret,
-            }
-        )
-        service.start()
-        try:
-            service.ensure_org("acme")
-            yield service, idp
-        finally:
-            service.stop()
+    with service_with_sso(
+        Path(tmp_path_factory.mktemp("sso")), ACCOUNTS, "acme", "auditrelay-sso", "s3cret-of-the-client"
+    ) as pair:
+        yield pair
 
 
 def cookie_of(response: httpx.Response, name: str) -> str:

@@ -3,27 +3,12 @@ each id once; and a lost race on an id leaves no gap in the sequence numbers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from auditrelay.config import Settings
 from auditrelay.events import ValidEvent, validate_events
-from auditrelay.store import Database, append_events, event_log, head_seq, read_after, upgrade_to_head
-from tests.conftest import Databases
+from auditrelay.store import Database, append_events, event_log, head_seq, read_after
 from tests.support import make_event
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, databases: Databases, tmp_path: Path) -> Iterator[Database]:
-    database = Database(
-        Settings(database_url=databases.url(request.param), data_dir=tmp_path, sqlite_synchronous="NORMAL")
-    )
-    upgrade_to_head(database)
-    yield database
-    database.dispose()
 
 
 def test_an_append_stores_every_column_as_given_in_batch_order(db: Database) -> None:

@@ -3,13 +3,8 @@ sequence cursor, every filter, the bounded scan window, the count of newer event
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from auditrelay.config import Settings
 from auditrelay.events import validate_events
 from auditrelay.store import (
     Database,
@@ -18,20 +13,8 @@ from auditrelay.store import (
     count_newer,
     event_at,
     newest_events,
-    upgrade_to_head,
 )
-from tests.conftest import Databases
 from tests.support import make_event
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, databases: Databases, tmp_path: Path) -> Iterator[Database]:
-    database = Database(
-        Settings(database_url=databases.url(request.param), data_dir=tmp_path, sqlite_synchronous="NORMAL")
-    )
-    upgrade_to_head(database)
-    yield database
-    database.dispose()
 
 
 def store(db: Database, *events: dict[str, Any]) -> None:

@@ -13,8 +13,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.support import Service
-from tests.support.oidc_provider import OidcAccount, OidcClient, OidcProvider, oidc_provider
+from tests.support.oidc_provider import OidcAccount, OidcProvider
 from tests.support.panel import shot
+from tests.support.sso import service_with_sso
 
 ACCOUNTS = (
     OidcAccount(sub="alice", email="alice@example.test", name="Alice Admin", roles=("admin",)),
@@ -25,26 +26,14 @@ ACCOUNTS = (
 @pytest.fixture(scope="module")
 def sso_panel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, OidcProvider]]:
     """The service with single sign-on through the provider, which knows `ACCOUNTS`."""
-    service = Service(Path(tmp_path_factory.mktemp("sso-panel")), "")
-    client = OidcClient(
-        client_id="auditrelay-panel",
-        client_secret="s3cret-of-the-panel",
-        redirect_uris=(service.base_url + "/api/v1/session/sso/callback",),
-    )
-    with oidc_provider(client, ACCOUNTS) as idp:
-        service.extra_env.update(
-            {
-                "AUDITRELAY_OIDC_ISSUER": idp.issuer,
-                "AUDITRELAY_OIDC_CLIENT_ID": client.client_id,
-                "AUDITRELAY_OIDC_CLIENT_SECRET": client.client_secret,
-            }
-        )
-        service.start()
-        try:
-            service.ensure_org("sso-acme")
-            yield service, idp
-        finally:
-            service.stop()
+    with service_with_sso(
+        Path(tmp_path_factory.mktemp("sso-panel")),
+        ACCOUNTS,
+        "sso-acme",
+        "auditrelay-panel",
+        "s3cret-of-the-panel",
+    ) as pair:
+        yield pair
 
 
 def sign_in_at_the_provider(page: Page, idp: OidcProvider, login: str) -> None:
