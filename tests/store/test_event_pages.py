@@ -71,6 +71,23 @@ def test_each_filter_narrows(db: Database) -> None:
     assert seqs(db, EventQuery(action="user.login", entity_path="acme/webshop"))[0] == [5]
 
 
+def test_prefixes_match_case_and_wildcards_as_typed_on_both_stores(db: Database) -> None:
+    """SQLite's LIKE ignores ASCII case where PostgreSQL's does not: prefixes are compared
+    as leading characters, the same on both."""
+    store(
+        db,
+        make_event(entity={"type": "p", "id": 1, "path": "Docs/A/x"}),
+        make_event(entity={"type": "p", "id": 2, "path": "docs/a/x"}),
+        make_event(entity={"type": "p", "id": 3, "path": "docs/a_/x"}),
+        make_event(action="doc_x.create"),
+        make_event(action="docax.create"),
+    )
+    assert seqs(db, EventQuery(entity_path="docs/a"))[0] == [2]
+    assert seqs(db, EventQuery(entity_path="Docs/A"))[0] == [1]
+    assert seqs(db, EventQuery(entity_path="docs/a_"))[0] == [3]
+    assert seqs(db, EventQuery(action="doc_x.*"))[0] == [4]
+
+
 def test_a_page_looks_at_a_bounded_window_and_says_where_to_go_on(db: Database) -> None:
     store(db, make_event(action="rare.thing"), *[make_event() for _ in range(30)])
     # 31 events, a window of 10: the rare event is three pages further down.

@@ -21,7 +21,18 @@ from auditrelay.errors import NotFound, ValidationError
 from auditrelay.model import MAX_DEAD_LETTER_ID
 from auditrelay.panel.chart import HOURS, MINUTE_MS, minutes_chart
 from auditrelay.panel.forms import kind_choices, validated
-from auditrelay.panel.web import HOME, Form, Visitor, first, layout, page, panel, redirect, request_context
+from auditrelay.panel.web import (
+    HOME,
+    Form,
+    Visitor,
+    first,
+    layout,
+    page,
+    panel,
+    redirect,
+    request_context,
+    whole_number,
+)
 from auditrelay.services import DestinationService, RecoveryService, ReplayRequest, ResendRequest
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -159,7 +170,7 @@ def _done(request: Request) -> str:
 
 def _count(request: Request, name: str) -> int:
     value = request.query_params.get(name, "")
-    return int(value) if value.isdigit() and len(value) < 6 else 0
+    return (whole_number(value) or 0) if len(value) < 6 else 0
 
 
 async def _page(

@@ -19,7 +19,7 @@ from starlette.responses import Response, StreamingResponse
 
 from auditrelay.errors import ValidationError
 from auditrelay.model import MAX_STORED_INT
-from auditrelay.panel.web import Form, Visitor, layout, page, panel
+from auditrelay.panel.web import Form, Visitor, layout, page, panel, whole_number
 from auditrelay.services import EXPORT_CAP, EventService, RecoveryService
 from auditrelay.store import PAGE_SIZE, SCAN_WINDOW, EventQuery, LoggedEvent, iso_from_ms
 
@@ -96,8 +96,8 @@ class Filters:
 
 
 def _before(request: Request) -> int | None:
-    text = request.query_params.get("before", "")
-    return int(text) if text.isdigit() and 0 < int(text) <= MAX_STORED_INT else None
+    before = whole_number(request.query_params.get("before", ""))
+    return before if before is not None and 0 < before <= MAX_STORED_INT else None
 
 
 @router.get("/events")
@@ -138,8 +138,9 @@ async def events_list(request: Request, who: Visitor, form: Form | None) -> Resp
 async def events_newer(request: Request, who: Visitor, form: Form | None) -> Response:
     """How many events matching the filters were stored after `after` (polled)."""
     filters = Filters(request, who)
-    text = request.query_params.get("after", "")
-    after = int(text) if text.isdigit() and int(text) <= MAX_STORED_INT else None
+    after = whole_number(request.query_params.get("after", ""))
+    if after is not None and after > MAX_STORED_INT:
+        after = None
     count, more = (0, False)
     if after is not None and not filters.errors:
         try:

@@ -23,7 +23,18 @@ from auditrelay.panel.forms import (
     validated,
     with_done,
 )
-from auditrelay.panel.web import HOME, Form, Visitor, first, layout, page, panel, redirect, request_context
+from auditrelay.panel.web import (
+    HOME,
+    Form,
+    Visitor,
+    first,
+    layout,
+    page,
+    panel,
+    redirect,
+    request_context,
+    whole_number,
+)
 from auditrelay.services import (
     MAX_HEADERS,
     DestinationCreate,
@@ -217,8 +228,10 @@ def _edited_rows(values: DestinationForm, action: str) -> bool:
         if len(values.headers) < MAX_HEADERS:
             values.headers.append(HeaderRow())
         return True
-    if action.startswith("remove-header-") and action.removeprefix("remove-header-").isdigit():
-        index = int(action.removeprefix("remove-header-"))
+    index = (
+        whole_number(action.removeprefix("remove-header-")) if action.startswith("remove-header-") else None
+    )
+    if index is not None:
         if index < len(values.headers):
             del values.headers[index]
         return True

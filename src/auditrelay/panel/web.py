@@ -242,3 +242,12 @@ def panel(*, manager: bool = False) -> Callable[[Handler], Handler]:
 def layout(who: Visitor, section: str) -> dict[str, Any]:
     """The context every page of a section needs: who is signed in, which nav entry is lit."""
     return {"visitor": who, "section": section}
+
+
+def whole_number(text: str) -> int | None:
+    """`text` as a non-negative integer when it is ASCII digits only, else None.
+
+    Not `str.isdigit()` alone: it is true of "²" and other digits `int()` refuses, which
+    would turn a crafted query parameter into a 500.
+    """
+    return int(text) if text.isascii() and text.isdigit() else None

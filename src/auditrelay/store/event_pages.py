@@ -259,6 +259,12 @@ def _oldest(conn: Connection, org: str | None) -> int | None:
     return int(value) if value is not None else None
 
 
+def _starts_with(column: Any, prefix: str) -> ColumnElement[bool]:
+    """`column` begins with `prefix`, case and all: SQLite's LIKE ignores ASCII case (and
+    PostgreSQL's does not), so a prefix is compared as the leading characters instead."""
+    return func.substr(column, 1, len(prefix)) == prefix
+
+
 def _matching(
     conn: Connection, query: EventQuery, lo: int, hi: int, limit: int | None
 ) -> Iterator[LoggedEvent]:
@@ -281,14 +287,12 @@ def _conditions(dialect: str, query: EventQuery, lo: int, hi: int) -> list[Colum
         conditions.append(events.c.org == query.org)
     if query.action and query.action != "*":
         if query.action.endswith(".*"):
-            conditions.append(events.c.action.startswith(query.action[:-1], autoescape=True))
+            conditions.append(_starts_with(events.c.action, query.action[:-1]))
         else:
             conditions.append(events.c.action == query.action)
     if query.entity_path:
         path = query.entity_path.strip("/")
-        conditions.append(
-            or_(events.c.entity_path == path, events.c.entity_path.startswith(path + "/", autoescape=True))
-        )
+        conditions.append(or_(events.c.entity_path == path, _starts_with(events.c.entity_path, path + "/")))
     if query.since_ms is not None:
         conditions.append(events.c.occurred_at_ms >= query.since_ms)
     if query.until_ms is not None:
