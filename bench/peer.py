@@ -82,6 +82,13 @@ class SyslogNg:
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
         )
+        try:
+            self._wait_until_listening(port)
+        except BaseException:
+            self.close()  # its directory and log too: nothing of a failed start stays behind
+            raise
+
+    def _wait_until_listening(self, port: int) -> None:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -134,6 +141,8 @@ class SyslogNg:
         return time.time()
 
     def close(self) -> None:
+        if self.log_file.closed:
+            return
         self.process.terminate()
         try:
             self.process.wait(15)
