@@ -17,7 +17,17 @@ from auditrelay.errors import Forbidden, ValidationError
 from auditrelay.panel import one_shot
 from auditrelay.panel.fields import FieldErrors
 from auditrelay.panel.forms import validated
-from auditrelay.panel.web import Form, Visitor, first, layout, page, panel, redirect, request_context
+from auditrelay.panel.web import (
+    Form,
+    Visitor,
+    done_message,
+    first,
+    layout,
+    page,
+    panel,
+    redirect,
+    request_context,
+)
 from auditrelay.security import Role, SecretBox
 from auditrelay.services import TokenCreate, TokenService
 from auditrelay.store import iso_from_ms
@@ -78,7 +88,7 @@ async def api_tokens(request: Request, who: Visitor, form: Form | None) -> Respo
         tokens=await _tokens(request).list(who.principal),
         secret=secret,
         now=iso_from_ms(int(time.time() * 1000)),
-        done=DONE.get(request.query_params.get("done", ""), ""),
+        done=done_message(request, DONE),
         **layout(who, "api-tokens"),
     )
     if sealed:  # shown once: this answer forgets it

@@ -27,6 +27,7 @@ from auditrelay.panel.web import (
     HOME,
     Form,
     Visitor,
+    done_message,
     first,
     layout,
     page,
@@ -67,7 +68,7 @@ def _destinations(request: Request) -> DestinationService:
 @panel()
 async def log_streaming(request: Request, who: Visitor, form: Form | None) -> Response:
     destinations = await _destinations(request).list(who.principal)
-    done = DONE.get(request.query_params.get("done", ""), "")
+    done = done_message(request, DONE)
     return page(
         request,
         "log_streaming.html",

@@ -13,7 +13,17 @@ from starlette.responses import Response
 from auditrelay.errors import Conflict, Forbidden, ValidationError
 from auditrelay.panel.fields import FieldErrors
 from auditrelay.panel.forms import validated
-from auditrelay.panel.web import Form, Visitor, first, layout, page, panel, redirect, request_context
+from auditrelay.panel.web import (
+    Form,
+    Visitor,
+    done_message,
+    first,
+    layout,
+    page,
+    panel,
+    redirect,
+    request_context,
+)
 from auditrelay.services import ORG_NAME_RULE, OrgCreate, OrgPatch, OrgService
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -44,7 +54,7 @@ async def organizations(request: Request, who: Visitor, form: Form | None) -> Re
         "organizations.html",
         title="Organizations",
         orgs=await _orgs(request).list(who.principal),
-        done=DONE.get(request.query_params.get("done", ""), ""),
+        done=done_message(request, DONE),
         **layout(who, "organizations"),
     )
 

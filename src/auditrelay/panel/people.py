@@ -16,7 +16,17 @@ from starlette.responses import Response
 from auditrelay.errors import Conflict, Forbidden, ValidationError
 from auditrelay.panel.fields import FieldErrors
 from auditrelay.panel.forms import validated
-from auditrelay.panel.web import Form, Visitor, first, layout, page, panel, redirect, request_context
+from auditrelay.panel.web import (
+    Form,
+    Visitor,
+    done_message,
+    first,
+    layout,
+    page,
+    panel,
+    redirect,
+    request_context,
+)
 from auditrelay.services import UserCreate, UserPatch, UserService
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -125,7 +135,7 @@ async def people(request: Request, who: Visitor, form: Form | None) -> Response:
         "people.html",
         title="People",
         people=await _users(request).list(who.principal),
-        done=DONE.get(request.query_params.get("done", ""), ""),
+        done=done_message(request, DONE),
         **layout(who, "people"),
     )
 

@@ -251,3 +251,9 @@ def whole_number(text: str) -> int | None:
     would turn a crafted query parameter into a 500.
     """
     return int(text) if text.isascii() and text.isdigit() else None
+
+
+def done_message(request: Request, messages: dict[str, str]) -> str:
+    """What the page says after the change a redirect named in its `done` parameter (no
+    message for a value it does not know: the parameter is the visitor's to type)."""
+    return messages.get(request.query_params.get("done", ""), "")
