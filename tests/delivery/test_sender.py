@@ -53,7 +53,7 @@ def test_headers_on_the_wire_are_the_requests_own(receiver: Receiver) -> None:
     assert sent.header("accept-encoding") is None
 
 
-def test_the_user_agent_and_content_type_are_never_aiohttps_defaults(receiver: Receiver) -> None:
+def test_the_user_agent_and_content_type_are_never_made_up(receiver: Receiver) -> None:
     post(receiver.url, headers={"X-Custom": "yes"})
     sent = receiver.requests[0]
     assert sent.header("user-agent") == USER_AGENT
@@ -98,8 +98,10 @@ def test_a_silent_server_times_out_as_a_retry_without_the_url(receiver: Receiver
 def test_a_closed_port_is_a_retry_naming_the_host_but_not_the_path() -> None:
     result = post(f"http://127.0.0.1:{free_port()}/secret-path?key=secret")
     assert result.verdict.outcome is Outcome.RETRY and result.status is None
-    assert result.verdict.message.startswith("connection failed: ClientConnectorError: ")
-    assert "127.0.0.1" in result.verdict.message and "secret" not in result.verdict.message
+    assert result.verdict.message.startswith("connection failed: cannot connect to 127.0.0.1:"), (
+        result.verdict
+    )
+    assert "refused" in result.verdict.message and "secret" not in result.verdict.message
 
 
 def test_a_header_value_the_http_layer_refuses_is_a_retry(receiver: Receiver) -> None:
@@ -127,7 +129,7 @@ def test_a_host_name_resolving_inside_the_network_is_refused_when_connecting(rec
 
 
 def test_ip_literal_hosts_are_left_to_the_url_guard(receiver: Receiver) -> None:
-    # aiohttp resolves nothing for an IP literal, so the connect-time check cannot see it;
+    # Nothing is resolved for an IP literal, so the connect-time check cannot see it;
     # the URL guard refuses it before anything is sent (save, loop start, /test, resend).
     with pytest.raises(UnsafeUrl, match=r"resolves to 127\.0\.0\.1"):
         check_destination_url(receiver.url, allow_private=False)

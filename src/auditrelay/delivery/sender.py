@@ -3,8 +3,8 @@
 One sender serves the delivery loop, `/test` and the dead-letter resend alike, so timeouts,
 the URL guard and the HTTP client are decided here and nowhere else. The loop only sees the
 `Sender` protocol (an async callable from request to `Attempt`), so its rules can be tested
-with a fake that answers whatever a test needs. Every aiohttp exception is turned into an
-`Attempt` here, in `_attempt`: nothing of aiohttp reaches the loop.
+with a fake that answers whatever a test needs. Every error of the HTTP client
+(`delivery.http1`) is turned into an `Attempt` here, in `attempt`: none reaches the loop.
 """
 
 from __future__ import annotations
@@ -17,10 +17,16 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Protocol
 
-import aiohttp
-
 from auditrelay.config import Settings
-from auditrelay.delivery.resolver import AddressRefused, GuardedResolver
+from auditrelay.delivery.http1 import (
+    AddressRefused,
+    BadAnswer,
+    ConnectFailed,
+    ConnectTimeout,
+    Disconnected,
+    Http1Client,
+    ReadTimeout,
+)
 from auditrelay.delivery.tls import TlsSettingsError, ssl_context
 from auditrelay.destinations import (
     USER_AGENT,
@@ -37,11 +43,6 @@ from auditrelay.security import check_destination_url, redact, redact_bytes, sig
 #: Keep at most this much of an answer: enough for any error message, bounded memory.
 MAX_ANSWER_BYTES = 64 * 1024
 
-#: aiohttp adds these when a request lacks them. Accept-Encoding: answers are small and only
-#: classified, so compression is not invited (an answer compressed anyway is still decoded,
-#: by aiohttp's bounded decompressor). Content-Type: every kind sets its own; a request that
-#: lacked one would go without rather than as aiohttp's `application/octet-stream`.
-NO_AUTO_HEADERS = ("Accept-Encoding", "Content-Type")
 DEFAULT_TLS = TlsSettings()
 
 
@@ -103,7 +104,7 @@ class HttpSender:
         self._ssl: ssl.SSLContext | None = None
         #: Why the TLS settings cannot make a context (every attempt then fails with it).
         self._tls_error: str | None = None
-        self._client: aiohttp.ClientSession | None = None
+        self._client: Http1Client | None = None
         self._secrets: tuple[str, ...] = ()
 
     def hiding(self, secrets: tuple[str, ...]) -> HttpSender:
@@ -163,7 +164,7 @@ class HttpSender:
     async def check_destination(self) -> None:
         await check_url(self._url, self._allow_private)
 
-    def _new_client(self) -> aiohttp.ClientSession:
+    def _new_client(self) -> Http1Client:
         return new_client(
             self._connect_timeout,
             self._request_timeout,
@@ -175,8 +176,8 @@ class HttpSender:
 
 async def check_url(url: str, allow_private: bool) -> None:
     """The URL guard (`security.check_destination_url`), off the event loop since resolving
-    blocks. A host can resolve elsewhere later: the client's resolver checks again at every
-    connection (`GuardedResolver`)."""
+    blocks. A host can resolve elsewhere later: the client checks again at every new
+    connection (`delivery.http1`)."""
     await asyncio.to_thread(check_destination_url, url, allow_private)
 
 
@@ -187,39 +188,30 @@ def new_client(
     connections: int = 4,
     *,
     ssl_context: ssl.SSLContext | None = None,
-) -> aiohttp.ClientSession:
-    """One client (one connection pool, kept alive) per destination; use it with `async with`.
+) -> Http1Client:
+    """One client (one pool of kept-alive connections per origin) per destination; use it
+    with `async with`.
 
     Unless `allow_private`, every address a host name resolves to is checked against the URL
-    guard before connecting (`GuardedResolver`), so DNS that changes after the destination was
-    saved cannot point delivery inside the network. IP-literal hosts are not resolved, and so
-    not checked here: `check_destination_url` refuses internal ones before any sending.
-    `ssl_context` makes every HTTPS connection of the pool (None: aiohttp's default).
+    guard before connecting, and the connection goes to the address checked, so DNS that
+    changes after the destination was saved cannot point delivery inside the network.
+    IP-literal hosts are not resolved, and so not checked here: `check_destination_url`
+    refuses internal ones before any sending. `ssl_context` makes every HTTPS connection
+    (None: the system's default). Compression of answers is not invited (they are small and
+    only classified); no Content-Type is made up for a request without one.
     """
-    connector = aiohttp.TCPConnector(
-        limit=connections,
-        ssl=ssl_context if ssl_context is not None else True,
-        keepalive_timeout=30,
-        resolver=None if allow_private else GuardedResolver(),
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        # Connecting (resolving included) and each read are bounded here; `attempt` bounds
-        # the whole exchange, writing included.
-        timeout=aiohttp.ClientTimeout(
-            total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=request_timeout
-        ),
-        headers={"User-Agent": USER_AGENT},
-        skip_auto_headers=NO_AUTO_HEADERS,
-        # Proxies from the environment would silently reroute audit data; not followed.
-        trust_env=False,
-        # Deliveries are stateless: a destination setting cookies must not get them back.
-        cookie_jar=aiohttp.DummyCookieJar(),
+    return Http1Client(
+        connect_timeout=connect_timeout,
+        read_timeout=request_timeout,
+        allow_private=allow_private,
+        connections=connections,
+        ssl_context=ssl_context,
+        user_agent=USER_AGENT,
     )
 
 
 async def attempt(
-    client: aiohttp.ClientSession,
+    client: Http1Client,
     kind: DestinationKind,
     request: OutgoingRequest,
     total_timeout: float,
@@ -227,41 +219,33 @@ async def attempt(
 ) -> Attempt:
     started = time.perf_counter()
     try:
-        # The session's timeouts bound each phase; this bounds the whole exchange, so a server
-        # trickling one byte a second cannot hold the loop forever.
+        # The client's timeouts bound connecting and each wait for the answer; this bounds
+        # the whole exchange, so a server trickling one byte a second cannot hold the loop.
+        # (A kept-alive connection the server closed unannounced is retried by the client.)
         async with asyncio.timeout(total_timeout):
-            try:
-                status, headers, answer = await _exchange(client, request, signing_keys)
-            except aiohttp.ServerDisconnectedError:
-                # The server closed a kept-alive connection before answering (its idle timeout,
-                # without `Connection: close`): once more at once, on a fresh connection, rather
-                # than a failure and a backoff. A second disconnection is a failure.
-                status, headers, answer = await _exchange(client, request, signing_keys)
-    # aiohttp's phase timeouts are TimeoutErrors too: they come before the overall one.
-    except aiohttp.ConnectionTimeoutError:
+            status, headers, answer = await _exchange(client, request, signing_keys)
+    # The client's phase timeouts are TimeoutErrors too: they come before the overall one.
+    except ConnectTimeout:
         return _failed("timed out connecting", started)
-    except aiohttp.ServerTimeoutError:
+    except ReadTimeout:
         return _failed("timed out waiting for the answer", started)
     except TimeoutError:
         return _failed(f"no complete answer within {total_timeout:g} s", started)
-    except aiohttp.ClientConnectorCertificateError as exc:
-        return _failed(f"TLS certificate verification failed: {exc.certificate_error}", started)
-    except aiohttp.ClientConnectorSSLError as exc:
-        return _failed(f"TLS handshake failed: {exc.os_error}", started)
-    except aiohttp.ClientConnectorError as exc:
-        if isinstance(exc.os_error, AddressRefused):
-            return _failed(f"URL refused when connecting: {exc.os_error}", started)
-        # "Cannot connect to host h:p ssl:... [reason]": the host, never the URL's path.
-        return _failed(f"connection failed: {type(exc).__name__}: {exc}", started)
-    except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
-        return _failed(f"request could not be sent: {type(exc).__name__}: the URL is not valid", started)
-    except aiohttp.ClientResponseError as exc:
-        # Its str() ends with the URL.
-        return _failed(f"connection failed: {type(exc).__name__}: {exc.message}".rstrip(": "), started)
-    except (aiohttp.ClientError, OSError) as exc:
+    except ssl.SSLCertVerificationError as exc:
+        return _failed(f"TLS certificate verification failed: {exc}", started)
+    except ssl.SSLError as exc:
+        return _failed(f"TLS handshake failed: {exc}", started)
+    except AddressRefused as exc:
+        return _failed(f"URL refused when connecting: {exc}", started)
+    except ConnectFailed as exc:
+        # "cannot connect to h:p: reason": the host, never the URL's path.
+        return _failed(f"connection failed: {exc}", started)
+    except (Disconnected, BadAnswer) as exc:
+        return _failed(f"connection failed: {exc}", started)
+    except OSError as exc:
         return _failed(f"connection failed: {type(exc).__name__}: {exc}".rstrip(": "), started)
     except (UnicodeError, ValueError) as exc:
-        # The request could not even be written (e.g. a header value the HTTP layer refuses):
+        # The request could not even be written (e.g. a header value HTTP cannot carry):
         # a settings problem to show the admin, not a reason to crash the loop.
         return _failed(f"request could not be sent: {type(exc).__name__}: {exc}", started)
     latency = (time.perf_counter() - started) * 1000
@@ -269,7 +253,7 @@ async def attempt(
 
 
 async def _exchange(
-    client: aiohttp.ClientSession, request: OutgoingRequest, signing_keys: Sequence[bytes] = ()
+    client: Http1Client, request: OutgoingRequest, signing_keys: Sequence[bytes] = ()
 ) -> tuple[int, dict[str, str], bytes]:
     """POST the request; its status, headers (lowercase names) and the answer's first bytes.
 
@@ -280,15 +264,8 @@ async def _exchange(
     if signing_keys:
         signed = signature_headers(signing_keys, request.message_id, int(time.time()), request.content)
         headers = {**headers, **signed}
-    async with client.post(request.url, data=request.content, headers=headers, allow_redirects=False) as r:
-        answer = bytearray()
-        while len(answer) < MAX_ANSWER_BYTES:
-            chunk = await r.content.read(MAX_ANSWER_BYTES - len(answer))
-            if not chunk:
-                break
-            answer += chunk
-        # Leaving with the body unread closes the connection instead of reusing it.
-        return r.status, {k.lower(): v for k, v in r.headers.items()}, bytes(answer)
+    answer = await client.post(request.url, headers, request.content, MAX_ANSWER_BYTES)
+    return answer.status, answer.headers, answer.body
 
 
 def _failed(message: str, started: float) -> Attempt:

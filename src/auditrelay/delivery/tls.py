@@ -2,7 +2,7 @@
 
 A context is built once per sender (each delivery loop has one, and so do `/test` and the
 dead-letter resend), never per request: loading a CA store and a key costs milliseconds,
-and aiohttp's connection pool reuses the context for every connection it opens. A
+and the client's connection pool reuses the context for every connection it opens. A
 destination with the default settings shares one context, built on first use, so a
 hundred destinations do not load the system's store a hundred times.
 

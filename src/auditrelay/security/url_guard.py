@@ -7,7 +7,7 @@ refused unless `AUDITRELAY_ALLOW_PRIVATE_DESTINATIONS=true`.
 `check_destination_url` runs when a destination is saved, when its delivery loop starts, on
 /test and on a dead-letter resend. A host name can resolve elsewhere later (DNS rebinding),
 so the delivery client also applies `is_internal_address` to every address it resolves
-before connecting (`delivery/resolver.py`).
+before connecting (`delivery/http1.py`).
 """
 
 from __future__ import annotations
