@@ -3,10 +3,11 @@ replay jobs. The delivery ledger writes through these; the admin services read t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from auditrelay.events import health_event
@@ -67,14 +68,32 @@ def commit_progress(
 ) -> None:
     """Move the cursor after the destination accepted everything up to it (and write what
     the loop has in flight now, when given)."""
-    values: dict[str, Any] = {"cursor": cursor}
+    params: dict[str, Any] = {"destination": destination_id, "new_cursor": cursor}
     if in_flight is not None:
-        values.update(in_flight=in_flight.requests, oldest_in_flight_ms=in_flight.oldest_sent_at_ms)
+        params.update(in_flight=in_flight.requests, oldest=in_flight.oldest_sent_at_ms)
+    if delivered:
+        params.update(delivered=delivered, now=now_ms())
+    statement = _commit_statement(in_flight is not None, bool(delivered), still_slow)
+    result = conn.execute(statement, params)
+    if delivered and result.rowcount:
+        count_delivered(conn, destination_id, delivered)
+
+
+@functools.cache
+def _commit_statement(with_in_flight: bool, delivered: bool, still_slow: bool) -> Any:
+    """The cursor commit's UPDATE, built once per shape: a loop commits after every accepted
+    request, and building the statement (its values, the CASE, the WHERE) cost more CPU than
+    running it."""
+    # Parameter names differ from the columns': SQLAlchemy keeps those for its own SET binds.
+    new_cursor: Any = bindparam("new_cursor")
+    values: dict[str, Any] = {"cursor": new_cursor}
+    if with_in_flight:
+        values.update(in_flight=bindparam("in_flight"), oldest_in_flight_ms=bindparam("oldest"))
     if delivered:
         # Only an accepted delivery proves the destination healthy again.
         values.update(
-            delivered_total=destination_status.c.delivered_total + delivered,
-            last_success_at_ms=now_ms(),
+            delivered_total=destination_status.c.delivered_total + bindparam("delivered"),
+            last_success_at_ms=bindparam("now"),
             state=_unless_paused(DeliveryState.SLOW if still_slow else DeliveryState.HEALTHY),
             consecutive_failures=0,
             next_retry_at_ms=None,
@@ -82,28 +101,36 @@ def commit_progress(
             dead_letters_in_a_row=0,
             held_since_ms=None,
         )
-    result = conn.execute(
+    return (
         update(destination_status)
         # Strictly forward: committing the same position twice must not count twice.
-        .where(destination_status.c.destination_id == destination_id, destination_status.c.cursor < cursor)
+        .where(
+            destination_status.c.destination_id == bindparam("destination"),
+            destination_status.c.cursor < new_cursor,
+        )
         .values(**values)
     )
-    if delivered and result.rowcount:
-        count_delivered(conn, destination_id, delivered)
 
 
 def count_delivered(conn: Connection, destination_id: str, events: int, at_ms: int | None = None) -> None:
     """Add `events` to the destination's count of the current minute."""
     minute = (now_ms() if at_ms is None else at_ms) // MINUTE_MS * MINUTE_MS
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(delivery_minutes).values(
-        destination_id=destination_id, minute_ms=minute, events=events
-    )
     conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[delivery_minutes.c.destination_id, delivery_minutes.c.minute_ms],
-            set_={"events": delivery_minutes.c.events + statement.excluded.events},
-        )
+        _count_statement(conn.dialect.name),
+        {"destination": destination_id, "minute": minute, "events": events},
+    )
+
+
+@functools.cache
+def _count_statement(dialect_name: str) -> Any:
+    """The per-minute count's upsert, built once per dialect (see `_commit_statement`)."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    statement = dialect.insert(delivery_minutes).values(
+        destination_id=bindparam("destination"), minute_ms=bindparam("minute"), events=bindparam("events")
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[delivery_minutes.c.destination_id, delivery_minutes.c.minute_ms],
+        set_={"events": delivery_minutes.c.events + statement.excluded.events},
     )
 
 
