@@ -86,6 +86,8 @@ def test_reads_are_bounded_by_bytes_as_well_as_by_count(
     assert len(everything) == 50 and size > 100_000
     # Events are ~100 kB: the fourth reaches 350 kB, and is the last.
     assert [e.seq for e in bounded] == [1, 2, 3, 4]
+    # A bounded read (on PostgreSQL, rows in the binary format) gives the very same events.
+    assert bounded == everything[:4] and small == everything[40:]
     assert [e.seq for e in one] == [1], "at least one event, however large"
     assert [e.seq for e in small] == list(range(41, 51)), "small events fill the count first"
 

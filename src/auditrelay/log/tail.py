@@ -6,7 +6,12 @@ chunks) under a lock; the others find them in memory. A loop far behind the wind
 backlog) reads the database directly. Memory is bounded by bytes as well as by count: the
 window keeps at most `capacity` events and about `capacity_bytes` of them, each refresh
 reads at most `chunk` events and about `chunk_bytes`, and every answer holds at most the
-`max_bytes` its caller asked for (plus the one event that reaches it).
+`max_bytes` its caller asked for (plus the one event that reaches it). The byte bounds are
+sized to what loops at the head need, not more: a refresh reads about one loop read (8 MiB,
+`DestinationKind.read_bytes`' least), the window keeps two of them, and a loop further
+behind reads the database itself. Events a loop has read stay alive in its requests until
+their commit anyway; a larger window only kept more of those already sent in memory (with
+1 MiB events, 64 MiB of them in the delivering process of a large backlog's drain).
 
 Sequence numbers are gapless (see docs/event-log.md), so the window is a plain list in
 which the event with `seq = s` sits at index `s - first`.
@@ -28,8 +33,8 @@ class LogTail:
         db: Database,
         capacity: int = 20_000,
         chunk: int = 5_000,
-        capacity_bytes: int = 64 * MiB,
-        chunk_bytes: int = 16 * MiB,
+        capacity_bytes: int = 16 * MiB,
+        chunk_bytes: int = 8 * MiB,
     ) -> None:
         self._db = db
         self._capacity = capacity

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from auditrelay.errors import FieldError, RetryLater, ValidationError
 from auditrelay.events import ValidEvent
 from auditrelay.model import AppendResult, StoredEvent
-from auditrelay.store.database import Database
+from auditrelay.store.database import BINARY_RESULTS, Database
 from auditrelay.store.notifications import CHANNEL
 from auditrelay.store.tables import events, log_head, orgs
 
@@ -251,7 +251,8 @@ def _read_range(conn: Connection, after: int, through: int, max_bytes: int | Non
     if max_bytes is None:
         return conn.exec_driver_sql(_read_range_sql(conn.dialect.paramstyle), (after, through)).all()
     if conn.dialect.name == "postgresql":
-        return conn.exec_driver_sql(_READ_RANGE_BOUNDED_POSTGRESQL, (after, through, max_bytes)).all()
+        binary = conn.execution_options(**{BINARY_RESULTS: True})
+        return binary.exec_driver_sql(_READ_RANGE_BOUNDED_POSTGRESQL, (after, through, max_bytes)).all()
     # SQLite hands rows over one at a time: stop reading at the budget. The statement goes
     # through SQLAlchemy (its errors are translated), the rows straight from the driver's
     # cursor, which costs no more per row than fetching them all.
