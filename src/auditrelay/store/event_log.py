@@ -251,8 +251,13 @@ def _read_range(conn: Connection, after: int, through: int, max_bytes: int | Non
     if max_bytes is None:
         return conn.exec_driver_sql(_read_range_sql(conn.dialect.paramstyle), (after, through)).all()
     if conn.dialect.name == "postgresql":
-        binary = conn.execution_options(**{BINARY_RESULTS: True})
-        return binary.exec_driver_sql(_READ_RANGE_BOUNDED_POSTGRESQL, (after, through, max_bytes)).all()
+        # For this statement only (`Connection.execution_options` would set it for the rest
+        # of the connection's transaction too).
+        return conn.exec_driver_sql(
+            _READ_RANGE_BOUNDED_POSTGRESQL,
+            (after, through, max_bytes),
+            execution_options={BINARY_RESULTS: True},
+        ).all()
     # SQLite hands rows over one at a time: stop reading at the budget. The statement goes
     # through SQLAlchemy (its errors are translated), the rows straight from the driver's
     # cursor, which costs no more per row than fetching them all.
