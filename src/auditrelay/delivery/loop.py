@@ -135,6 +135,8 @@ class DeliveryLoop:
         self._uncommitted: deque[_Ticket] = deque()
         #: How far the log has been read (and rendered into tickets).
         self._position = -1
+        #: When the latest request of the live stream was first sent (the linger counts from it).
+        self._last_sent = float("-inf")
         #: The end of the longest run of done tickets, and the events they delivered.
         self._accepted_through = -1
         self._accepted_events = 0
@@ -237,9 +239,13 @@ class DeliveryLoop:
                         await self._wait_for_events(flag)
                     continue
                 size = sum(len(e.body) for e in batch)
-                if linger and len(batch) < self._read_limit and size < self._read_bytes:
-                    # A short linger lets a burst fill one request instead of many.
-                    await asyncio.sleep(linger)
+                # The linger lets a burst fill one request instead of many, but it is counted
+                # from the last request sent: events after a quiet spell go at once (sleeping
+                # would only add latency), those right behind a request wait out the rest of
+                # it, so a busy stream still sends at most one short request per linger.
+                wait = self._last_sent + linger - self._clock()
+                if wait > 0 and len(batch) < self._read_limit and size < self._read_bytes:
+                    await asyncio.sleep(wait)
                     batch += await self._source.read_after(
                         batch[-1].seq, self._read_limit - len(batch), self._read_bytes - size
                     )
@@ -282,7 +288,7 @@ class DeliveryLoop:
 
     def _launch(self, ticket: _Ticket) -> None:
         assert ticket.request is not None
-        ticket.sent_at = self._clock()
+        ticket.sent_at = self._last_sent = self._clock()
         ticket.sent_at_ms = int(self._wall() * 1000)
         ticket.task = asyncio.create_task(self._first_attempt(ticket.request, ticket.sent_at))
 
