@@ -362,6 +362,35 @@ def test_the_linger_holds_back_only_events_right_behind_a_request() -> None:
     run(scenario)
 
 
+def test_a_wake_up_sends_the_new_events_before_checking_for_replays() -> None:
+    async def scenario() -> None:
+        harness = Harness([event(1)], lambda r: ACCEPTED)
+        harness.loop._resync_seconds = 60.0
+        checking = asyncio.Event()
+        checked = asyncio.Event()
+        looked_up = harness.ledger.pending_replay
+
+        async def slow_lookup() -> Any:
+            # The store is slow to answer: the lookup of replay jobs waits for the test.
+            if checking.is_set():
+                await checked.wait()
+            return await looked_up()
+
+        harness.ledger.pending_replay = slow_lookup  # type: ignore[method-assign]
+        task = asyncio.create_task(harness.loop.run())
+        await until(lambda: harness.ledger.cursor_at >= 1)
+        checking.set()
+        harness.source.events.append(event(2))
+        harness.loop._wakeups.notify()  # a wake-up also asks for a check of the replay jobs
+        await until(lambda: len(harness.sender.sent) >= 2)
+        checked.set()
+        await until(lambda: harness.ledger.cursor_at >= 2)
+        harness.loop.request_stop()
+        await asyncio.wait_for(task, 5)
+
+    run(scenario)
+
+
 def test_retry_now_ends_the_wait_at_once_and_starts_the_backoff_over() -> None:
     async def scenario() -> None:
         slow = replace(FAST, initial_seconds=60.0, max_seconds=60.0)
