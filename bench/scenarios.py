@@ -218,7 +218,8 @@ def scenario_latency(ctx: Context) -> Result:
     result["latency_of"] = "event POSTed to ingest -> request read by the receiver"
     result.update(drained=drained, receiver_events=got["events"], complete=got["distinct"] == rate * seconds)
     lat = result["latency_ms"] or {}
-    result["floor_met"] = bool(lat) and lat["p50"] <= 20 and lat["p99"] <= 100
+    # Issue 5 asked p50 <= 20 ms; issue 17 lowered the bound to p99 <= 10 ms.
+    result["floor_met"] = bool(lat) and lat["p50"] <= 20 and lat["p99"] <= 10
     return result
 
 

@@ -101,7 +101,8 @@ class Header:
 
 @dataclass(frozen=True, slots=True)
 class BatchSettings:
-    """A batch is flushed at `max_events` or `max_bytes`, or after `linger_ms`, whichever first."""
+    """A batch is flushed at `max_events` or `max_bytes`, or `linger_ms` after the last request
+    was sent, whichever first (so events after a quiet spell go at once)."""
 
     max_events: int
     max_bytes: int

@@ -323,6 +323,74 @@ def test_new_events_wake_the_loop_without_waiting_for_the_resync() -> None:
     run(scenario)
 
 
+def test_the_linger_holds_back_only_events_right_behind_a_request() -> None:
+    class CountingSource(ListSource):
+        reads = 0
+
+        async def read_after(
+            self, cursor: int, limit: int, max_bytes: int | None = None
+        ) -> list[StoredEvent]:
+            self.reads += 1
+            return await super().read_after(cursor, limit, max_bytes)
+
+    async def scenario() -> None:
+        now = [1000.0]
+        batch = BatchSettings(max_events=100, max_bytes=1_000_000, linger_ms=60_000)
+        dest = replace(destination("json_array"), batch=batch)
+        source = CountingSource([event(1)])
+        harness = Harness([], lambda r: ACCEPTED, dest, clock=lambda: now[0], source=source)
+        harness.loop._resync_seconds = 60.0
+        task = asyncio.create_task(harness.loop.run())
+        # Nothing was sent for longer than the linger: the first event goes at once.
+        await until(lambda: harness.ledger.cursor_at >= 1)
+        now[0] += 61.0
+        source.events.append(event(2))
+        harness.loop._wakeups.notify()
+        await until(lambda: harness.ledger.cursor_at >= 2)
+        # 0.2 s of the linger are left when event 3 is read: event 4, stored meanwhile, joins it.
+        now[0] += 59.8
+        reads = source.reads
+        source.events.append(event(3))
+        harness.loop._wakeups.notify()
+        await until(lambda: source.reads > reads)
+        source.events.append(event(4))
+        await until(lambda: harness.ledger.cursor_at >= 4)
+        harness.loop.request_stop()
+        await asyncio.wait_for(task, 5)
+        assert [ids(r) for r in harness.sender.sent] == [["event-1"], ["event-2"], ["event-3", "event-4"]]
+
+    run(scenario)
+
+
+def test_a_wake_up_sends_the_new_events_before_checking_for_replays() -> None:
+    async def scenario() -> None:
+        harness = Harness([event(1)], lambda r: ACCEPTED)
+        harness.loop._resync_seconds = 60.0
+        checking = asyncio.Event()
+        checked = asyncio.Event()
+        looked_up = harness.ledger.pending_replay
+
+        async def slow_lookup() -> Any:
+            # The store is slow to answer: the lookup of replay jobs waits for the test.
+            if checking.is_set():
+                await checked.wait()
+            return await looked_up()
+
+        harness.ledger.pending_replay = slow_lookup  # type: ignore[method-assign]
+        task = asyncio.create_task(harness.loop.run())
+        await until(lambda: harness.ledger.cursor_at >= 1)
+        checking.set()
+        harness.source.events.append(event(2))
+        harness.loop._wakeups.notify()  # a wake-up also asks for a check of the replay jobs
+        await until(lambda: len(harness.sender.sent) >= 2)
+        checked.set()
+        await until(lambda: harness.ledger.cursor_at >= 2)
+        harness.loop.request_stop()
+        await asyncio.wait_for(task, 5)
+
+    run(scenario)
+
+
 def test_retry_now_ends_the_wait_at_once_and_starts_the_backoff_over() -> None:
     async def scenario() -> None:
         slow = replace(FAST, initial_seconds=60.0, max_seconds=60.0)

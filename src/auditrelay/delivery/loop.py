@@ -135,6 +135,8 @@ class DeliveryLoop:
         self._uncommitted: deque[_Ticket] = deque()
         #: How far the log has been read (and rendered into tickets).
         self._position = -1
+        #: When the latest request of the live stream was first sent (the linger counts from it).
+        self._last_sent = float("-inf")
         #: The end of the longest run of done tickets, and the events they delivered.
         self._accepted_through = -1
         self._accepted_events = 0
@@ -228,25 +230,37 @@ class DeliveryLoop:
             linger = self.destination.batch.linger_ms / 1000
             while not self._stop.is_set():
                 flag.clear()
-                replaying = await self._replay_step()
                 batch = await self._source.read_after(self._position, self._read_limit, self._read_bytes)
+                if batch:
+                    await self._send_read(await self._lingered(batch, linger))
+                # Replay chunks alternate with live reads. Every wake-up asks for a check of
+                # the replay jobs, a read of the store: made after the live events are on
+                # their way, it does not delay them.
+                replaying = await self._replay_step()
                 if not batch:
                     if self._sending:
                         await self._await_progress(flag)
                     elif not replaying:
                         await self._wait_for_events(flag)
-                    continue
-                size = sum(len(e.body) for e in batch)
-                if linger and len(batch) < self._read_limit and size < self._read_bytes:
-                    # A short linger lets a burst fill one request instead of many.
-                    await asyncio.sleep(linger)
-                    batch += await self._source.read_after(
-                        batch[-1].seq, self._read_limit - len(batch), self._read_bytes - size
-                    )
-                await self._send_read(batch)
             raise _Stopping
         finally:
             self._wakeups.unsubscribe(flag)
+
+    async def _lingered(self, batch: list[StoredEvent], linger: float) -> list[StoredEvent]:
+        """`batch` and the events that come during the rest of the linger, if it is short.
+
+        The linger lets a burst fill one request instead of many, but it is counted from the
+        last request sent: events after a quiet spell go at once (sleeping would only add
+        latency), those right behind a request wait out the rest of it, so a busy stream
+        still sends at most one short request per linger."""
+        size = sum(len(e.body) for e in batch)
+        wait = self._last_sent + linger - self._clock()
+        if wait <= 0 or len(batch) >= self._read_limit or size >= self._read_bytes:
+            return batch
+        await asyncio.sleep(wait)
+        return batch + await self._source.read_after(
+            batch[-1].seq, self._read_limit - len(batch), self._read_bytes - size
+        )
 
     # -- the window -----------------------------------------------------------------------
 
@@ -282,7 +296,7 @@ class DeliveryLoop:
 
     def _launch(self, ticket: _Ticket) -> None:
         assert ticket.request is not None
-        ticket.sent_at = self._clock()
+        ticket.sent_at = self._last_sent = self._clock()
         ticket.sent_at_ms = int(self._wall() * 1000)
         ticket.task = asyncio.create_task(self._first_attempt(ticket.request, ticket.sent_at))
 

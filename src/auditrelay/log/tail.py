@@ -67,7 +67,7 @@ class LogTail:
             if found is None:
                 if result:
                     break
-                return await self._db.read(read_after, cursor, limit, max_bytes)  # behind the window
+                return await self._db.read_latest(read_after, cursor, limit, max_bytes)  # behind the window
             if not found:
                 break
             if max_bytes is None:
@@ -101,7 +101,7 @@ class LogTail:
             # Extend the window when the cursor is at (or just past) its end; a cursor far
             # ahead of a stale window starts a new one where it is.
             start = last if last is not None and last <= cursor <= last + self._chunk else cursor
-            new = await self._db.read(read_after, start, self._chunk, self._chunk_bytes)
+            new = await self._db.read_latest(read_after, start, self._chunk, self._chunk_bytes)
             if not new:
                 return
             if last is None or new[0].seq != last + 1:

@@ -79,6 +79,8 @@ class Database:
         # a thread lock within the process, and `flock` on a file between the processes
         # serving one database (a blocked `flock` wakes the moment the holder lets go).
         self._sqlite_write_lock = threading.Lock()
+        #: The same pool, for reads outside a transaction (`read_latest`).
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="db")
 
     @contextlib.contextmanager
@@ -139,6 +141,27 @@ class Database:
                 return fn(conn, *args, **kwargs)
 
         return await self.run(transaction)
+
+    async def read_latest(
+        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`fn(conn, ...)` outside a transaction, each statement seeing the latest commits: for
+        a read of one statement (or of several that need not agree), such as the log tail's.
+
+        On PostgreSQL a read transaction costs two more round trips (BEGIN, ROLLBACK) to the
+        server than the query itself; the tail reads once per commit, on the latency path."""
+
+        def statements() -> T:
+            if self.is_postgresql:
+                with _translated(), self._autocommit.connect() as conn:
+                    return fn(conn, *args, **kwargs)
+            with _translated(), self.engine.connect() as conn:
+                # SQLite is in process: no round trip to save; its reads keep their snapshot.
+                result = fn(conn, *args, **kwargs)
+                conn.rollback()
+                return result
+
+        return await self.run(statements)
 
     async def write(
         self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
