@@ -201,7 +201,15 @@ class _Connection(asyncio.Protocol):
         if exchange is None or exchange.waiter.done():
             return
         if not exchange.answered:
-            exchange.waiter.set_exception(Disconnected("the server closed the connection before answering"))
+            if isinstance(exc, ssl.SSLError):
+                # A TLS alert instead of an answer (TLS 1.3 refuses a missing client
+                # certificate after the handshake): what it says is the point.
+                exchange.waiter.set_exception(exc)
+                return
+            reason = f" ({exc.strerror or exc})" if isinstance(exc, OSError) else ""
+            exchange.waiter.set_exception(
+                Disconnected(f"the server closed the connection before answering{reason}")
+            )
         elif exchange.headers_done and "content-length" not in exchange.headers and not self._chunked():
             # An answer without a length ends where the connection does.
             exchange.done = True
