@@ -82,6 +82,9 @@ def serve_workers(
     import uvicorn
 
     from auditrelay.api import create_app
+    from auditrelay.store import load_driver
+
+    load_driver(settings)
 
     # In a child: what migrating loads (Alembic) stays out of this process and the workers.
     code = run_in_child(prepare)
