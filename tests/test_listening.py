@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import pickle
 import socket
 
 import pytest
 
-from auditrelay.listening import ReusePortSocket
+from auditrelay.listening import ReusePortSocket, listening_socket
 
 
-def test_each_unpickling_binds_a_new_socket_on_the_same_port_and_the_placeholder_takes_none() -> None:
+def test_each_worker_binds_a_socket_of_its_own_on_the_port_and_the_placeholder_takes_none() -> None:
     placeholder = ReusePortSocket.bind_to("127.0.0.1", 0)
     port = placeholder.getsockname()[1]
-    workers = [pickle.loads(pickle.dumps(placeholder)) for _ in range(2)]
+    workers = [listening_socket("127.0.0.1", port) for _ in range(2)]
     try:
         for sock in workers:
             assert type(sock) is socket.socket

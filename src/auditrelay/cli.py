@@ -8,7 +8,6 @@ the `serve` process itself only supervises them, and should not carry what they 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import shutil
 import sys
@@ -250,39 +249,17 @@ def serve(settings: Settings) -> None:
         prepare(settings)
         uvicorn.run(create_app(settings), **options)
         return
-    # The store is prepared in a process of its own, so this one, which only supervises the
-    # workers, never loads the store or the app (it stays at about 40 MB).
-    preparing = multiprocessing.get_context("spawn").Process(target=prepare_from_environment)
-    preparing.start()
-    preparing.join()
-    if preparing.exitcode != 0:
-        sys.exit(f"auditrelay: preparing the store failed (exit code {preparing.exitcode}); see above")
-    # Several processes share the port (uvicorn's supervisor starts them and restarts a worker
-    # that dies); each builds its app from the same environment. Their metrics meet in a
-    # directory that must start empty.
+    # Several processes share the port; their metrics meet in a directory that must start
+    # empty, named before the app (and prometheus_client) loads. This process loads the
+    # app, prepares the store in a child (Alembic stays out of the workers) and forks the
+    # workers (`auditrelay.workers` says why).
     metrics_dir = settings.data_dir / "metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(mode=0o700, parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
-    # glibc gives each thread that allocates its own arena (up to 8 per core), and memory
-    # freed in one stays there: a worker's database threads read whole events (up to 1 MiB
-    # each), so a large backlog left tens of MB in arenas per worker. Two arenas keep that
-    # bounded at no cost measured on throughput; an operator's own setting wins.
-    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
-    # Each worker listens on a socket of its own (SO_REUSEPORT), so the kernel spreads the
-    # connections over them; uvicorn's supervisor still starts them and restarts one that
-    # dies (`auditrelay.listening` says why and how).
-    from uvicorn.supervisors import Multiprocess
+    from auditrelay.workers import serve_workers
 
-    from auditrelay.listening import ReusePortSocket
-
-    app = "auditrelay.api.app:app_from_environment"
-    config = uvicorn.Config(app, factory=True, workers=workers, **options)
-    try:
-        placeholder = ReusePortSocket.bind_to(settings.host, settings.port)
-    except OSError as exc:
-        sys.exit(f"auditrelay: cannot listen on {settings.host}:{settings.port}: {exc}")
-    Multiprocess(config, sockets=[placeholder]).run()
+    serve_workers(settings, options, workers, prepare=lambda: prepare_or_exit(settings))
 
 
 def prepare(settings: Settings) -> None:
@@ -374,9 +351,7 @@ def _keys_command(args: argparse.Namespace, settings: Settings) -> None:
         )
 
 
-def prepare_from_environment() -> None:
-    settings = Settings()
-    configure_logging(settings)
+def prepare_or_exit(settings: Settings) -> None:
     try:
         prepare(settings)
     except ConfigurationError as exc:

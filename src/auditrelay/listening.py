@@ -9,16 +9,15 @@ per event in the two workers, a third less throughput than when they were spread
 `SO_REUSEPORT` each worker listens on a socket of its own and the kernel picks one per new
 connection by a hash of its addresses.
 
-The supervisor still gets "a socket" to hand to its workers: a `ReusePortSocket`, bound
-(which keeps the port from any program not using `SO_REUSEPORT` as the same user) but never
-listening, so no connection waits on it. It pickles as its address, and each worker's
-unpickling binds a socket of its own (`listening_socket`), which uvicorn then listens on.
+The parent (`auditrelay.workers`) holds a `ReusePortSocket`: bound (which keeps the port
+from any program not using `SO_REUSEPORT` as the same user) but never listening, so no
+connection waits on it. Each worker it forks binds a socket of its own (`listening_socket`),
+which uvicorn then listens on.
 """
 
 from __future__ import annotations
 
 import socket
-from typing import Any
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -37,15 +36,10 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 class ReusePortSocket(socket.socket):
-    """The supervisor's placeholder: bound to the port, never listening; each worker that
-    receives it (pickled) gets a socket of its own on the same address."""
+    """The parent's placeholder: bound to the port, never listening."""
 
     @classmethod
     def bind_to(cls, host: str, port: int) -> ReusePortSocket:
         plain = listening_socket(host, port)
         sock = cls(plain.family, plain.type, plain.proto, fileno=plain.detach())
         return sock
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        host, port = self.getsockname()[:2]
-        return (listening_socket, (host, port))

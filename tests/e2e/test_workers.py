@@ -125,6 +125,26 @@ def test_when_the_delivering_process_dies_another_takes_over(
     )
 
 
+def test_a_worker_that_dies_is_replaced_and_the_port_keeps_answering(fresh_service: Service) -> None:
+    service = fresh_service.start()
+    workers = wait_until(
+        lambda: sorted(children_of(service.pid)) if len(children_of(service.pid)) == 2 else None
+    )
+    killed = next(pid for pid in workers if pid not in leaders(service))
+    os.kill(killed, signal.SIGKILL)
+
+    def replacement() -> int | None:
+        now = children_of(service.pid)
+        new = [pid for pid in now if pid not in workers]
+        return new[0] if len(now) == 2 and killed not in now and new else None
+
+    new = wait_until(replacement, timeout=10, what="a new worker in place of the one killed")
+    ready = re.compile(rf"ready on \w+ \(process {new}\b")
+    wait_until(lambda: ready.search(service.log(whole=True)), timeout=10, what="the new worker ready")
+    for _ in range(8):  # a new connection each: whichever worker's socket takes it answers
+        assert httpx.get(f"{service.base_url}/readyz", timeout=5).status_code == 200
+
+
 def test_kill_9_of_the_parent_takes_its_workers_with_it(fresh_service: Service) -> None:
     service = fresh_service.start()
     assert service.process is not None

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import logging
-import multiprocessing
 import os
-import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -33,7 +29,7 @@ from auditrelay.api import (
 )
 from auditrelay.api.auth import Authenticator, require_reader
 from auditrelay.cluster import DeliveryCoordinator
-from auditrelay.config import Settings, configure_logging
+from auditrelay.config import Settings
 from auditrelay.metrics import exposition
 from auditrelay.panel import router as panel_router
 from auditrelay.security import SecretBox
@@ -181,25 +177,3 @@ def create_app(settings: Settings) -> FastAPI:
         return Response(counters + gauges, media_type=CONTENT_TYPE_LATEST)
 
     return app
-
-
-def app_from_environment() -> FastAPI:
-    """The app of one worker process of a multi-process `serve` (uvicorn's `factory`).
-
-    Workers are spawned by uvicorn's supervisor; if that parent is killed outright
-    (`kill -9`), they must not live on, holding the port and delivering, as orphans.
-    """
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        _die_with_parent(parent.pid)
-    settings = Settings()
-    configure_logging(settings)
-    return create_app(settings)
-
-
-def _die_with_parent(parent_pid: int | None) -> None:
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)

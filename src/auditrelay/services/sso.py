@@ -13,6 +13,10 @@
   such as `["admin"]` or `["acme:owner", "globex:viewer"]`), it decides, at every sign-in:
   admin or not, and the memberships of existing organizations. Without the claim, roles
   are what admins granted in auditrelay.
+
+Authlib, joserfc and the HTTP client under them (about 11 MB and a second of start-up per
+process) are imported at the first sign-in, not with this module: most instances have no
+single sign-on, and every worker process would carry them.
 """
 
 from __future__ import annotations
@@ -20,15 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
-
-from authlib.common.security import generate_token
-from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
-from authlib.oidc.core import CodeIDToken
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
-from joserfc.jws import JWSRegistry
+from typing import TYPE_CHECKING, Any
 
 from auditrelay.config import Settings
 from auditrelay.errors import Forbidden, NotFound, Unauthenticated
@@ -36,6 +32,10 @@ from auditrelay.model import Membership, UserRecord
 from auditrelay.security import SecretBox
 from auditrelay.services.audit import RequestContext, user_audit_event
 from auditrelay.store import Database, sso_sign_in, start_session
+
+if TYPE_CHECKING:
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+    from joserfc.jwk import KeySet
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,8 @@ class SsoService:
         return self._settings.public_base_url + CALLBACK_PATH
 
     def _client(self) -> AsyncOAuth2Client:
+        from authlib.integrations.httpx_client import AsyncOAuth2Client
+
         settings = self._settings
         return AsyncOAuth2Client(
             client_id=settings.oidc_client_id,
@@ -88,6 +90,8 @@ class SsoService:
 
     async def _discovered(self, client: AsyncOAuth2Client, refresh: bool = False) -> dict[str, Any]:
         if self._metadata is None or refresh or time.monotonic() - self._fetched_at > METADATA_SECONDS:
+            from joserfc.jwk import KeySet
+
             issuer = self._settings.oidc_issuer.rstrip("/")
             response = await client.request(
                 "GET", issuer + "/.well-known/openid-configuration", withhold_token=True
@@ -102,6 +106,8 @@ class SsoService:
 
     async def start(self, after: str) -> tuple[str, bytes]:
         """The provider's authorization URL, and the sealed flow state for the cookie."""
+        from authlib.common.security import generate_token
+
         self._require_enabled()
         verifier, nonce = generate_token(48), generate_token(24)
         async with self._client() as client:
@@ -116,6 +122,8 @@ class SsoService:
         self, sealed_flow: bytes | None, callback_url: str, params: dict[str, str], ctx: RequestContext
     ) -> tuple[str, str, str, UserRecord]:
         """Sign the person in: (session cookie, CSRF token, where to go next, person)."""
+        from authlib.integrations.httpx_client import OAuthError
+
         self._require_enabled()
         if "error" in params:
             raise Unauthenticated(
@@ -158,6 +166,9 @@ class SsoService:
         return cookie, csrf, str(flow["after"]), user
 
     async def _identity(self, client: AsyncOAuth2Client, token: dict[str, Any], nonce: str) -> SsoIdentity:
+        from authlib.oidc.core import CodeIDToken
+        from joserfc.errors import JoseError
+
         if "id_token" not in token:
             raise Unauthenticated("the identity provider sent no ID token (is 'openid' in the scopes?)")
         metadata = await self._discovered(client)
@@ -198,6 +209,9 @@ class SsoService:
         )
 
     def _decode(self, id_token: str) -> Any:
+        from joserfc import jwt
+        from joserfc.jws import JWSRegistry
+
         assert self._keys is not None
         algorithms = (self._metadata or {}).get("id_token_signing_alg_values_supported") or ["RS256"]
         safe = [a for a in algorithms if a != "none" and not a.startswith("HS")] or ["RS256"]

@@ -6,7 +6,7 @@ SQLAlchemy's errors: an unreachable database is `errors.StoreUnavailable`.
 """
 
 from auditrelay.store.clock import iso_from_ms, now_ms
-from auditrelay.store.database import Database
+from auditrelay.store.database import Database, load_driver
 from auditrelay.store.delivery_rows import ATTEMPT_HISTORY, pending_replay, read_status, set_state
 from auditrelay.store.destination_changes import (
     create_destination,
@@ -178,6 +178,7 @@ __all__ = [
     "list_overviews",
     "list_tokens",
     "list_users",
+    "load_driver",
     "load_visible_destination",
     "minute_history",
     "newest_events",

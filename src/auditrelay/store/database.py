@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import QueuePool
 
@@ -48,6 +48,13 @@ def _translated() -> Iterator[None]:
     except OperationalError as exc:
         # The cause (host names, SQL) goes to the log with the chained exception, not to callers.
         raise StoreUnavailable("the database is unavailable; nothing was stored, retry shortly") from exc
+
+
+def load_driver(settings: Settings) -> None:
+    """Import the SQLAlchemy dialect and the driver the store will use, without connecting:
+    the parent of forked workers loads them once, so they share the pages (on PostgreSQL,
+    psycopg and its dialect are about 10 MB per process otherwise)."""
+    make_url(settings.resolved_database_url).get_dialect().import_dbapi()
 
 
 class Database:
