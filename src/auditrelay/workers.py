@@ -78,7 +78,6 @@ def serve_workers(
     """Load the app, `prepare` the store in a child process, fork `count` workers, and
     supervise them until SIGTERM or SIGINT."""
     _limit_malloc_arenas()
-    pass  # GCDISABLE
     import uvicorn
 
     from auditrelay.api import create_app
