@@ -3,6 +3,7 @@ database. Batches of ingest-shaped events (the template of workload.py, validate
 does) go to a fresh store from `--writers` threads, each append its own transaction.
 
     .venv/bin/python bench/append.py [--backend postgresql|sqlite] [--writers 1] [--repeat 3]
+                                     [--random-ids]
 
 Prints events/s, the median append (checkout to commit), and CPU per batch: this process
 (Python, SQLAlchemy, psycopg) and, on a local PostgreSQL, the backends serving it.
@@ -16,6 +17,7 @@ import statistics
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import orjson
@@ -27,10 +29,17 @@ from auditrelay.events import ValidEvent, validate_events
 from auditrelay.store import Database, append_events, upgrade_to_head
 
 
-def make_batches(count: int, size: int) -> list[list[ValidEvent]]:
+def make_batches(count: int, size: int, random_ids: bool = False) -> list[list[ValidEvent]]:
     prefix = new_run_prefix()
+
+    def one(i: int) -> dict[str, object]:
+        item: dict[str, object] = orjson.loads(event(prefix, i))
+        if random_ids:  # as producers send them (uuid4): no longer in index order
+            item["id"] = str(uuid.uuid4())
+        return item
+
     return [
-        validate_events([orjson.loads(event(prefix, i)) for i in range(start, start + size)])
+        validate_events([one(i) for i in range(start, start + size)])
         for start in range(0, count * size, size)
     ]
 
@@ -110,8 +119,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--writers", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--random-ids", action="store_true", help="random UUIDs (the workload's ids are in sequence)"
+    )
     args = parser.parse_args()
-    batches = make_batches(args.batches + 1, args.batch_size)
+    batches = make_batches(args.batches + 1, args.batch_size, args.random_ids)
     for _ in range(args.repeat):
         print(run(args.backend, batches, args.writers), flush=True)
 

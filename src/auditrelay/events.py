@@ -90,11 +90,12 @@ class _Target(msgspec.Struct):
 
 
 class _Event(msgspec.Struct, forbid_unknown_fields=True):
-    action: Annotated[
-        str, msgspec.Meta(max_length=MAX_ACTION_LENGTH, pattern=r"\A[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z")
-    ]
+    # The patterns of `action` and `id` are checked after the conversion, by the compiled
+    # expressions' `fullmatch`: msgspec's `Meta(pattern=...)` calls back into Python's `re`
+    # for each value and cost about three times as much as both checks made directly.
+    action: Annotated[str, msgspec.Meta(max_length=MAX_ACTION_LENGTH)]
     actor: _Actor
-    id: Annotated[str, msgspec.Meta(pattern=r"\A" + _UUID_PATTERN.pattern + r"\Z")] | None = None
+    id: str | None = None
     org: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ORG_LENGTH)] | None = None
     context: _Context | None = None
     timestamp: str | None = None
@@ -297,13 +298,18 @@ def _refuse(_field: str, _message: str) -> None:
 
 def _accept_valid(item: Any, received: datetime, sender_org: str | None) -> ValidEvent | None:
     """The event, when the C-level check of its shape and the few checks it cannot make
-    (a user actor's user, the IP address, the time, the nesting bound) all pass; else None,
+    (the action's and id's patterns, a user actor's user, the IP address, the time, the
+    nesting bound) all pass; else None,
     and the caller runs the hand-written check for the messages."""
     if type(item) is not dict:
         return None
     try:
         shape = msgspec.convert(item, _Event)
     except msgspec.ValidationError:
+        return None
+    if not ACTION_PATTERN.fullmatch(shape.action):
+        return None
+    if shape.id is not None and not _UUID_PATTERN.fullmatch(shape.id):
         return None
     actor = shape.actor
     if actor.type == "user" and actor.user is None:

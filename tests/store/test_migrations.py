@@ -85,3 +85,51 @@ def test_dead_letter_ids_are_never_reused(databases: Databases, tmp_path: Path) 
         assert newest not in ids and len(ids) == 2 and max(ids) > newest
     finally:
         db.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_upgrading_from_0012_keeps_the_events_and_each_id_unique_per_organization(
+    backend: str, databases: Databases, tmp_path: Path
+) -> None:
+    """0013 replaces the two unique indexes of event ids by one: the same rule, kept rows."""
+    from sqlalchemy.exc import IntegrityError
+
+    db = Database(Settings(database_url=databases.url(backend), data_dir=tmp_path))
+    marker = "?" if backend == "sqlite" else "%s"
+    insert = (
+        "INSERT INTO events (seq, id, org, action, occurred_at_ms, received_at_ms, body)"
+        f" VALUES ({marker}, {marker}, {marker}, 'a.b', 0, 0, {marker})"
+    )
+    try:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with db.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0012")
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO orgs (name, title, created_at_ms) VALUES ('acme', 'Acme', 0)")
+            conn.exec_driver_sql(insert, (1, "e1", None, b"{}"))
+            conn.exec_driver_sql(insert, (2, "e1", "acme", b"{}"))
+
+        upgrade_to_head(db)
+
+        catalog = (
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'"
+            if backend == "sqlite"
+            else "SELECT indexname FROM pg_indexes WHERE tablename = 'events'"
+        )
+        with db.reading() as conn:  # reflection skips expression indexes: the catalog itself
+            indexes = set(conn.exec_driver_sql(catalog).scalars())
+        assert "ux_events_id_key" in indexes
+        assert not indexes & {"ux_events_id_org", "ux_events_id_instance"}
+        with db.reading() as conn:
+            kept = conn.exec_driver_sql("SELECT seq, id, org FROM events ORDER BY seq").all()
+        assert [tuple(r) for r in kept] == [(1, "e1", None), (2, "e1", "acme")]
+        for seq, org in ((3, None), (4, "acme")):  # the instance's and an organization's
+            with pytest.raises(IntegrityError), db.engine.begin() as conn:
+                conn.exec_driver_sql(insert, (seq, "e1", org, b"{}"))
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql(insert, (5, "e2", None, b"{}"))
+            conn.exec_driver_sql(insert, (6, "e2", "acme", b"{}"))
+    finally:
+        db.dispose()

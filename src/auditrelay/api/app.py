@@ -30,6 +30,7 @@ from auditrelay.api import (
 from auditrelay.api.auth import Authenticator, require_reader
 from auditrelay.cluster import DeliveryCoordinator
 from auditrelay.config import Settings
+from auditrelay.log import IngestCommits
 from auditrelay.metrics import exposition
 from auditrelay.panel import router as panel_router
 from auditrelay.security import SecretBox
@@ -103,6 +104,7 @@ def create_app(settings: Settings) -> FastAPI:
         wakeups = coordinator.wakeups
         app.state.settings = settings
         app.state.db = db
+        app.state.ingest_commits = IngestCommits(db)
         app.state.box = box  # the panel seals a new token's secret across its redirect
         app.state.wakeups = wakeups
         app.state.auth = Authenticator(db)

@@ -1,4 +1,5 @@
-"""`POST /api/v1/events`: validate, store durably in one transaction, then answer 202."""
+"""`POST /api/v1/events`: validate, store durably (one transaction, shared with the requests
+arriving meanwhile: `log.IngestCommits`), then answer 202."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from auditrelay.errors import FieldError, Forbidden, MalformedRequest, PayloadTo
 from auditrelay.events import ValidEvent, event_schema, parse_body, refuse_reserved, validate_events
 from auditrelay.metrics import EVENTS_CONFLICTING, EVENTS_DUPLICATE, EVENTS_INGESTED
 from auditrelay.security import Principal
-from auditrelay.store import store_events
 
 router = APIRouter()
 
@@ -133,7 +133,9 @@ async def ingest_events(
     if principal.org is not None:
         refuse_other_orgs(events, principal.org)
 
-    result = await state.db.run(store_events, state.db, events, principal.org, principal.token_id)
+    # Durable before the answer: the commit holding these events (shared with the requests
+    # arriving meanwhile) has returned.
+    result = await state.ingest_commits.store(events, principal.org, principal.token_id)
     state.wakeups.notify()
     EVENTS_INGESTED.inc(result.stored)
     EVENTS_DUPLICATE.inc(result.duplicates)

@@ -21,7 +21,16 @@ from auditrelay.store.destination_changes import (
     update_destination,
 )
 from auditrelay.store.destination_rows import DestinationRows, check_sealed, count_sealed, reseal_sealed
-from auditrelay.store.event_log import append_events, browse, head_seq, ping, read_after, store_events
+from auditrelay.store.event_log import (
+    AppendRequest,
+    append_events,
+    browse,
+    head_seq,
+    ping,
+    read_after,
+    store_event_group,
+    store_events,
+)
 from auditrelay.store.event_pages import (
     PAGE_SIZE,
     SCAN_WINDOW,
@@ -121,6 +130,7 @@ __all__ = [
     "DESTINATIONS_CHANNEL",
     "PAGE_SIZE",
     "SCAN_WINDOW",
+    "AppendRequest",
     "Database",
     "DeliveryFacts",
     "DestinationRows",
@@ -212,6 +222,7 @@ __all__ = [
     "sign_in_record",
     "sso_sign_in",
     "start_session",
+    "store_event_group",
     "store_events",
     "touch_session",
     "touch_token",

@@ -12,8 +12,10 @@ batch (on PostgreSQL, numbering and insert are one statement; on SQLite, an UPDA
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -26,6 +28,8 @@ from auditrelay.model import AppendResult, StoredEvent
 from auditrelay.store.database import BINARY_RESULTS, Database
 from auditrelay.store.notifications import CHANNEL
 from auditrelay.store.tables import events, log_head, orgs
+
+log = logging.getLogger(__name__)
 
 #: Bound the IN (...) list used to find already-stored ids.
 _ID_LOOKUP_CHUNK = 500
@@ -52,6 +56,56 @@ def store_events(
     raise RetryLater(
         "other requests kept storing these event ids at the same moment; nothing was stored, retry"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AppendRequest:
+    """One ingest request's events, as `store_event_group` takes them."""
+
+    batch: Sequence[ValidEvent]
+    org: str | None
+    token_id: str | None = None
+
+
+def store_event_group(db: Database, requests: Sequence[AppendRequest]) -> list[AppendResult | Exception]:
+    """Append several requests' batches in one transaction and one commit (the group commit
+    of ingest; blocking, run it with `db.run`), each request's outcome in its place.
+
+    The requests are appended one after another, exactly as if each had its own transaction
+    in that order: a request re-sending an id that an earlier one of the group stores finds
+    it stored (the transaction sees its own rows), and its conflicts are found the same way.
+    A request naming an unknown organization is refused before anything of it is written,
+    and the others go on. Any other failure (another process committing one of these ids
+    meanwhile, the database failing, the commit failing) stores nothing of the group: each
+    request is then stored alone, with `store_events`' retries, so one request's trouble
+    never becomes another's answer. Nothing is answered before the commit that holds it.
+    """
+    if len(requests) == 1:
+        return [_store_alone(db, requests[0])]
+    try:
+        outcomes: list[AppendResult | Exception] = []
+        with db.writing() as conn:
+            for request in requests:
+                try:
+                    _refuse_unknown_orgs(conn, request.batch, request.org)
+                except ValidationError as exc:
+                    outcomes.append(exc)
+                    continue
+                outcomes.append(append_events(conn, request.batch, request.org, request.token_id))
+        return outcomes
+    except Exception:
+        # Nothing of the group was stored (the transaction rolled back): one at a time.
+        log.info(
+            "a group of %d ingest requests failed together; storing each alone", len(requests), exc_info=True
+        )
+    return [_store_alone(db, request) for request in requests]
+
+
+def _store_alone(db: Database, request: AppendRequest) -> AppendResult | Exception:
+    try:
+        return store_events(db, request.batch, request.org, request.token_id)
+    except Exception as exc:
+        return exc
 
 
 def _refuse_unknown_orgs(conn: Connection, batch: Sequence[ValidEvent], sender_org: str | None) -> None:

@@ -48,14 +48,9 @@ events = Table(
     #: The token that sent it (provenance); None for the relay's own events.
     Column("token_id", String(36), nullable=True),
     Index("ix_events_received_at", "received_at_ms"),
-    Index("ux_events_id_org", "id", "org", unique=True),
-    Index(
-        "ux_events_id_instance",
-        "id",
-        unique=True,
-        sqlite_where=text("org IS NULL"),
-        postgresql_where=text("org IS NULL"),
-    ),
+    # One unique index for both rules (migration 0013): NULL (the instance) reads as '', never
+    # an organization's name, so an instance event goes into one random-keyed B-tree, not two.
+    Index("ux_events_id_key", "id", text("coalesce(org, '')"), unique=True),
     Index("ix_events_org_seq", "org", "seq"),
 )
 
