@@ -26,12 +26,12 @@ from service import PG_ADMIN_URL, ROOT
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FLOORS = {
-    "ingest": "≥ 30,000 ev/s",
+    "ingest": "≥ 100,000 ev/s (issue 17)",
     "e2e-batched": "≥ 30,000 ev/s",
-    "e2e-per-event": "≥ 3,000 ev/s",
+    "e2e-per-event": "≥ 10,000 ev/s (issue 17)",
     "latency": "p50 ≤ 20 ms, p99 ≤ 10 ms (issue 17)",
     "fan-out": "lag flat, 0 loss",
-    "backlog": "drain ≥ 30,000 ev/s, peak ≤ 300 MB",
+    "backlog": "drain ≥ 250,000 ev/s, peak ≤ 150 MB (issue 17)",
     "slow-receiver": "per-event ≥ 1,000 ev/s, HEC ≥ 30,000 ev/s",
     "outage": "back → delivery ≤ 30 s; Retry now → delivery ≤ 1 s",
     "kills": "0 lost; duplicates/kill ≤ window",
