@@ -49,19 +49,21 @@ def test_a_sample_records_the_lag_and_keeps_the_minutes_deliveries(
         rows.insert(conn, dataclasses.replace(destination("http"), id="d1"), cursor=0)
         append_events(conn, validate_events([make_event() for _ in range(3)]), None)
     start = now_ms()
+    # The sample is 5 s on: in the next minute when the test starts in a minute's last 5 s.
+    sampled_at = start + 5_000
     minute = start // MINUTE_MS * MINUTE_MS
     with db.writing() as conn:
-        assert sample_lags(conn, rows, at_ms=start + 5_000) == 1
+        assert sample_lags(conn, rows, at_ms=sampled_at) == 1
     with db.reading() as conn:
         (first,) = minute_history(conn, rows, "d1", None, minute)
-    assert (first.minute_ms, first.delivered, first.lag_events) == (minute, 0, 3)
+    assert (first.minute_ms, first.delivered, first.lag_events) == (sampled_at // MINUTE_MS * MINUTE_MS, 0, 3)
     assert first.lag_ms is not None and 5_000 <= first.lag_ms < 65_000
 
     # Two events delivered in the same minute, then sampled again: the count is kept, the
     # lag replaced by the later sample's.
     with db.writing() as conn:
         commit_progress(conn, "d1", cursor=2, delivered=2)
-        sample_lags(conn, rows, at_ms=max(now_ms(), start))
+        sample_lags(conn, rows, at_ms=max(now_ms(), sampled_at))
     with db.reading() as conn:
         figures = minute_history(conn, rows, "d1", None, minute)
     if len(figures) == 1:  # the minute did not turn between the two samples
