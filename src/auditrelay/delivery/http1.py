@@ -33,6 +33,7 @@ parse. What a SIEM's HTTP endpoint needs is kept:
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import os
 import socket
@@ -125,10 +126,20 @@ def request_head(target: Target, headers: Mapping[str, str], length: int, user_a
     """The request line and headers, with Host, Content-Length and (unless given) User-Agent.
 
     Raises ValueError for a header the protocol cannot carry (a line break or NUL in it,
-    or a name that is not a token): it would split the request."""
-    lines = [f"POST {target.path} HTTP/1.1", f"Host: {target.host_header}"]
+    or a name that is not a token): it would split the request. A destination sends the
+    same headers with every request, so all but Content-Length is made and checked once
+    per set of headers (`_head_prefix`, cached)."""
+    prefix = _head_prefix(target.path, target.host_header, tuple(headers.items()), user_agent)
+    return b"%sContent-Length: %d\r\n\r\n" % (prefix, length)
+
+
+@functools.lru_cache(maxsize=256)
+def _head_prefix(path: str, host_header: str, headers: tuple[tuple[str, str], ...], user_agent: str) -> bytes:
+    # Bounded and least-recently-used first out: signed requests' headers change at every
+    # attempt and pass through, the destinations' constant ones stay.
+    lines = [f"POST {path} HTTP/1.1", f"Host: {host_header}"]
     given_agent = False
-    for name, value in headers.items():
+    for name, value in headers:
         lowered = name.lower()
         if lowered in ("host", "content-length", "connection", "transfer-encoding"):
             continue  # ours, and only ours
@@ -140,8 +151,7 @@ def request_head(target: Target, headers: Mapping[str, str], length: int, user_a
         lines.append(f"{name}: {value}")
     if not given_agent:
         lines.append(f"User-Agent: {user_agent}")
-    lines.append(f"Content-Length: {length}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8")
 
 
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -175,6 +185,8 @@ class _Exchange:
     #: Any byte came back (a close before any is a stale kept-alive connection).
     answered: bool = False
     last_read: float = 0.0
+    #: The read timeout's timer: re-armed while bytes keep coming, cancelled when it ends.
+    timer: asyncio.TimerHandle | None = None
 
 
 class _Connection(asyncio.Protocol):
@@ -281,11 +293,12 @@ class _Connection(asyncio.Protocol):
         else:
             self.transport.write(head)
             self.transport.write(body)
-        timer = loop.call_later(read_timeout, self._check_read, read_timeout)
+        exchange.timer = loop.call_later(read_timeout, self._check_read, read_timeout)
         try:
             await exchange.waiter
         finally:
-            timer.cancel()
+            if exchange.timer is not None:
+                exchange.timer.cancel()
             self._exchange = None
             if not exchange.done:
                 self.close()  # cancelled or failed mid-answer: the connection's state is unknown
@@ -300,7 +313,7 @@ class _Connection(asyncio.Protocol):
             self._fail(ReadTimeout("timed out waiting for the answer"))
         else:
             loop = asyncio.get_running_loop()
-            loop.call_later(read_timeout - waited, self._check_read, read_timeout)
+            exchange.timer = loop.call_later(read_timeout - waited, self._check_read, read_timeout)
 
     def _finish(self, reusable: bool) -> None:
         exchange = self._exchange

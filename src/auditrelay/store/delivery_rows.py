@@ -158,15 +158,26 @@ def record_lag_sample(
     events delivered when the minute has none yet). A later sample of the same minute
     replaces an earlier one: any process that samples computes the same figures from here."""
     minute = (now_ms() if at_ms is None else at_ms) // MINUTE_MS * MINUTE_MS
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(delivery_minutes).values(
-        destination_id=destination_id, minute_ms=minute, events=0, lag_events=lag_events, lag_ms=lag_ms
-    )
     conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[delivery_minutes.c.destination_id, delivery_minutes.c.minute_ms],
-            set_={"lag_events": statement.excluded.lag_events, "lag_ms": statement.excluded.lag_ms},
-        )
+        _lag_statement(conn.dialect.name),
+        {"destination": destination_id, "minute": minute, "lag_events": lag_events, "lag_ms": lag_ms},
+    )
+
+
+@functools.cache
+def _lag_statement(dialect_name: str) -> Any:
+    """The lag sample's upsert, built once per dialect (see `_commit_statement`)."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    statement = dialect.insert(delivery_minutes).values(
+        destination_id=bindparam("destination"),
+        minute_ms=bindparam("minute"),
+        events=0,
+        lag_events=bindparam("lag_events"),
+        lag_ms=bindparam("lag_ms"),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[delivery_minutes.c.destination_id, delivery_minutes.c.minute_ms],
+        set_={"lag_events": statement.excluded.lag_events, "lag_ms": statement.excluded.lag_ms},
     )
 
 
