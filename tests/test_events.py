@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from auditrelay.errors import MalformedRequest, PayloadTooLarge, UnsupportedMediaType, ValidationError
-from auditrelay.events import event_schema, parse_body, validate_events
+from auditrelay.events import event_schema, parse_body, parse_events, validate_events
 from tests.support import make_event
 
 GOOD: list[dict[str, Any]] = [
@@ -115,6 +115,48 @@ def test_parse_body_forms_and_limits() -> None:
         parse_body(one, "application/xml", 10)
     with pytest.raises(ValidationError):
         parse_body(b"[]", "application/json", 10)
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for level in range(depth):
+        value = {"k": value} if level % 2 else [value]
+    return value
+
+
+@pytest.mark.parametrize("media_type", ["application/json", "application/x-ndjson"])
+def test_parsed_bodies_count_brackets_and_a_deep_event_is_still_refused(media_type: str) -> None:
+    # Ingest passes each event's count of `{` and `[` so that only an event with more than
+    # the bound is walked: a deep one among shallow ones is found, in every body form.
+    shallow, deep = make_event(), make_event(details=_nested(64))
+    separator = b"\n" if media_type.endswith("ndjson") else b",\n  "
+    parts = separator.join(orjson.dumps(e) for e in (shallow, deep, shallow))
+    body = parts if media_type.endswith("ndjson") else b"[ " + parts + b" ]"
+    items, brackets = parse_events(body, media_type, 10)
+    assert items == [shallow, deep, shallow]
+    assert brackets == [orjson.dumps(e).count(b"{") + orjson.dumps(e).count(b"[") for e in items]
+    with pytest.raises(ValidationError) as caught:
+        validate_events(items, brackets=brackets)
+    assert [(e.field, e.index) for e in caught.value.errors] == [("details", 1)]
+    # Counts are an upper bound: brackets inside strings do not make a shallow event deep.
+    text = make_event(details={"note": "[" * 100})
+    items, brackets = _items_and_brackets(orjson.dumps([text]))
+    accepted = validate_events(items, brackets=brackets)
+    assert orjson.loads(accepted[0].body)["details"] == {"note": "[" * 100}
+
+
+def _items_and_brackets(body: bytes) -> tuple[list[Any], list[int]]:
+    items, brackets = parse_events(body, "application/json", 10)
+    assert brackets[0] > 100
+    return items, brackets
+
+
+def test_an_array_body_that_is_not_json_says_so_in_the_same_words() -> None:
+    with pytest.raises(MalformedRequest, match="the body is not valid JSON"):
+        parse_events(b'[{"action": "a.b"}, {"action": ]', "application/json", 10)
+    # A lone surrogate: split by msgspec, refused by orjson, said as for a whole body.
+    with pytest.raises(MalformedRequest, match="the body is not valid JSON"):
+        parse_events(b'[{"action": "\\ud800"}]', "application/json", 10)
 
 
 def test_nesting_is_bounded_in_every_field_counting_the_event() -> None:

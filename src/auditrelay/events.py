@@ -19,7 +19,7 @@ import ipaddress
 import re
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Annotated, Any, Literal
 
@@ -48,6 +48,8 @@ MAX_TIMESTAMP = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 TIMESTAMP_RANGE = "1970-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z"
 _IPV4 = re.compile(r"((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)", re.ASCII)
 _CANONICAL_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", re.ASCII)
+_CANONICAL_MIN = "1970-01-01T00:00:00.000Z"
+_MILLISECOND = timedelta(milliseconds=1)
 
 # -- the shapes of a valid event, checked in C (msgspec) before the hand-written check ------
 #
@@ -147,13 +149,25 @@ def event_schema() -> dict[str, Any]:
 
 
 def parse_body(raw: bytes, content_type: str | None, max_events: int) -> list[Any]:
-    """Decode a request body into a list of raw event values.
+    """Decode a request body into a list of raw event values (see `parse_events`)."""
+    return parse_events(raw, content_type, max_events)[0]
+
+
+def parse_events(raw: bytes, content_type: str | None, max_events: int) -> tuple[list[Any], list[int]]:
+    """Decode a request body into a list of raw event values, and for each the number of
+    `{` and `[` bytes in its JSON text.
 
     Accepts one JSON object, a JSON array of objects, or NDJSON (one object per line) when
     the content type says so. Raises `MalformedRequest` with the line/position when the
     bytes are not JSON, and `PayloadTooLarge` past `max_events`.
+
+    The counts bound how deep each event can nest (every level opens one), so that
+    `validate_events` walks only an event with more than `MAX_NESTING_DEPTH` of them. To
+    count per event, an array is first split into its elements' bytes by msgspec (in C,
+    without building them), each then decoded by orjson as a whole body would be.
     """
     media_type = (content_type or "application/json").split(";", 1)[0].strip().lower()
+    brackets: list[int] = []
     if media_type in (
         "application/x-ndjson",
         "application/ndjson",
@@ -168,16 +182,13 @@ def parse_body(raw: bytes, content_type: str | None, max_events: int) -> list[An
                 items.append(orjson.loads(line))
             except orjson.JSONDecodeError as exc:
                 raise MalformedRequest(f"line {line_number} is not valid JSON: {exc}") from exc
+            brackets.append(line.count(b"{") + line.count(b"["))
             if len(items) > max_events:
                 break
     elif media_type in ("application/json", "text/json", "text/plain") or media_type.endswith("+json"):
         if not raw.strip():
             raise MalformedRequest("the request body is empty; send one event, a JSON array or NDJSON")
-        try:
-            decoded = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise MalformedRequest(f"the body is not valid JSON: {exc}") from exc
-        items = decoded if isinstance(decoded, list) else [decoded]
+        items, brackets = _split_array(raw) or _whole_body(raw)
     else:
         from auditrelay.errors import UnsupportedMediaType
 
@@ -190,7 +201,39 @@ def parse_body(raw: bytes, content_type: str | None, max_events: int) -> list[An
         )
     if len(items) > max_events:
         raise PayloadTooLarge(f"at most {max_events} events are accepted per request")
-    return items
+    return items, brackets
+
+
+_RAW_ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def _split_array(raw: bytes) -> tuple[list[Any], list[int]] | None:
+    """The elements of a JSON array body and their bracket counts; None when the body is
+    not an array, or not valid JSON (then `_whole_body` says so, in orjson's words)."""
+    if raw.lstrip()[:1] != b"[":
+        return None
+    try:
+        elements = _RAW_ARRAY.decode(raw)
+        items: list[Any] = []
+        brackets: list[int] = []
+        for element in elements:
+            text = bytes(element)
+            items.append(orjson.loads(text))
+            brackets.append(text.count(b"{") + text.count(b"["))
+    except (msgspec.DecodeError, orjson.JSONDecodeError):
+        return None
+    return items, brackets
+
+
+def _whole_body(raw: bytes) -> tuple[list[Any], list[int]]:
+    try:
+        decoded = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequest(f"the body is not valid JSON: {exc}") from exc
+    if isinstance(decoded, list):
+        # Not split (only a body msgspec and orjson disagree on gets here): no bounds.
+        return decoded, [MAX_NESTING_DEPTH + 1] * len(decoded)
+    return [decoded], [raw.count(b"{") + raw.count(b"[")]
 
 
 def validate_events(
@@ -198,8 +241,12 @@ def validate_events(
     now: datetime | None = None,
     max_event_bytes: int | None = None,
     sender_org: str | None = None,
+    brackets: Sequence[int] | None = None,
 ) -> list[ValidEvent]:
     """Validate every item; all-or-nothing: any error rejects the whole batch with all errors.
+
+    `brackets`, from `parse_events`, spares walking an event whose count shows it cannot
+    nest too deep; without them every event is walked.
 
     `sender_org` is the sending token's organization: an event that names none gets it, in
     its body too. One naming another keeps it here; refusing it is the caller's part (403).
@@ -212,7 +259,8 @@ def validate_events(
     errors: list[FieldError] = []
     valid: list[ValidEvent] = []
     for index, item in enumerate(items):
-        event = _accept_valid(item, received, sender_org)
+        shallow = brackets is not None and brackets[index] <= MAX_NESTING_DEPTH
+        event = _accept_valid(item, received, sender_org, shallow)
         if event is not None:
             valid.append(event)
             continue
@@ -296,10 +344,12 @@ def _refuse(_field: str, _message: str) -> None:
     raise _Refused
 
 
-def _accept_valid(item: Any, received: datetime, sender_org: str | None) -> ValidEvent | None:
+def _accept_valid(
+    item: Any, received: datetime, sender_org: str | None, shallow: bool = False
+) -> ValidEvent | None:
     """The event, when the C-level check of its shape and the few checks it cannot make
     (the action's and id's patterns, a user actor's user, the IP address, the time, the
-    nesting bound) all pass; else None,
+    nesting bound, unless `shallow` says it holds) all pass; else None,
     and the caller runs the hand-written check for the messages."""
     if type(item) is not dict:
         return None
@@ -320,7 +370,7 @@ def _accept_valid(item: Any, received: datetime, sender_org: str | None) -> Vali
             ipaddress.IPv6Address(context.ip_address)
         except ValueError:
             return None
-    if _nests_deeper(item, MAX_NESTING_DEPTH):
+    if not shallow and _nests_deeper(item, MAX_NESTING_DEPTH):
         return None
     try:
         timestamp, occurred_ms = _check_timestamp(shape.timestamp, received, _refuse)
@@ -444,7 +494,13 @@ def _check_target(target: Any, fail: Any) -> None:
 
 
 def _check_timestamp(value: Any, received: datetime, fail: Any) -> tuple[str, int]:
-    canonical = False
+    if type(value) is str and _CANONICAL_TS.fullmatch(value) and value >= _CANONICAL_MIN:
+        # The canonical form (most senders'): RFC 3339 already, upper case, in UTC, and in
+        # range (such strings sort as their times do; four digits of year end at 9999).
+        try:
+            return value, (datetime.fromisoformat(value) - _EPOCH) // _MILLISECOND
+        except ValueError:
+            pass  # a month 13, a 30 February: said below
     if value is None:
         moment = received
     elif not isinstance(value, str):
@@ -452,11 +508,9 @@ def _check_timestamp(value: Any, received: datetime, fail: Any) -> tuple[str, in
         return "", 0
     else:
         try:
-            # The canonical form (most senders') is RFC 3339 already, upper case, in UTC.
-            canonical = _CANONICAL_TS.fullmatch(value) is not None
-            if not canonical and not _RFC3339.fullmatch(value):
+            if not _RFC3339.fullmatch(value):
                 raise ValueError(value)
-            moment = datetime.fromisoformat(value if canonical else value.upper())
+            moment = datetime.fromisoformat(value.upper())
         except ValueError:
             fail(
                 "timestamp",
@@ -471,12 +525,9 @@ def _check_timestamp(value: Any, received: datetime, fail: Any) -> tuple[str, in
         fail("timestamp", f"must be between {TIMESTAMP_RANGE} once converted to UTC, got {str(value)[:60]!r}")
         return "", 0
     millis = utc.microsecond // 1000
-    # In whole days, seconds and milliseconds: float arithmetic would be off by 1 ms at times
-    # (and `replace()` parses keyword arguments, dearer than this on the hot path).
-    since = utc - _EPOCH
-    epoch_ms = (since.days * 86_400 + since.seconds) * 1000 + millis
-    if value is not None and canonical:
-        return value, epoch_ms
+    # Whole milliseconds by timedelta arithmetic: float arithmetic would be off by 1 ms at
+    # times.
+    epoch_ms = (utc - _EPOCH) // _MILLISECOND
     return utc.strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z", epoch_ms
 
 
