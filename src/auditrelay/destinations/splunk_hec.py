@@ -94,9 +94,7 @@ class SplunkHecKind(DestinationKind):
         limits = destination.batch
         budget = self.request_bytes(destination)
         for run in split_batch(batch, limits.max_events, budget, overhead=len(middle) + 30):
-            content = b"".join(
-                b'{"time":%s%s%s}' % (_epoch_seconds(e.occurred_at_ms), middle, e.body) for e in run
-            )
+            content = b"".join([_envelope(e, middle) for e in run])
             yield OutgoingRequest(url, headers, content, run)
 
     def verdict(self, status: int, headers: dict[str, str], body: bytes) -> Verdict:
@@ -109,6 +107,14 @@ class SplunkHecKind(DestinationKind):
         if code in BAD_DATA_CODES and status == 400:
             return Verdict(Outcome.REJECTED, message)
         return Verdict(Outcome.RETRY, message, parse_retry_after(headers.get("retry-after")))
+
+
+def _envelope(event: StoredEvent, middle: bytes) -> bytes:
+    """One event's envelope: its time, the fixed fields and `event`, its stored bytes."""
+    millis = event.occurred_at_ms
+    if millis >= 0:  # every event's since validation: one format, no call
+        return b'{"time":%d.%03d%s%s}' % (millis // 1000, millis % 1000, middle, event.body)
+    return b'{"time":%s%s%s}' % (_epoch_seconds(millis), middle, event.body)
 
 
 def _epoch_seconds(millis: int) -> bytes:
