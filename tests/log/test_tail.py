@@ -112,3 +112,60 @@ def test_reads_are_bounded_by_bytes_as_well_as_by_count(
         asyncio.run(scenario())
     finally:
         db.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_events_committed_here_are_taken_from_ingest_only_when_they_continue_the_window(
+    backend: str, databases: Databases, tmp_path: Path
+) -> None:
+    """What `IngestCommits` commits is offered to the tail: the loops then read it from
+    memory, and it equals what the database holds. Events committed elsewhere in between
+    leave a gap the window does not paper over; an unused (empty) window takes nothing."""
+    from auditrelay.log import IngestCommits
+
+    db = Database(
+        Settings(database_url=databases.url(backend), data_dir=tmp_path, sqlite_synchronous="NORMAL")
+    )
+    upgrade_to_head(db)
+    # The events each database read of the tail returned (a read finding nothing new is
+    # how the tail learns it is at the head: it costs a query, not a transfer).
+    read: list[int] = []
+    real_read_latest = db.read_latest
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        found = await real_read_latest(*args, **kwargs)  # type: ignore[arg-type]
+        read.extend(e.seq for e in found)  # type: ignore[attr-defined]
+        return found
+
+    db.read_latest = counted  # type: ignore[method-assign]
+
+    def direct(cursor: int, limit: int) -> list[object]:
+        with db.reading() as conn:
+            return list(read_after(conn, cursor, limit))
+
+    async def scenario() -> None:
+        tail = LogTail(db)
+        commits = IngestCommits(db, tail=tail)
+        await commits.store(validate_events([make_event() for _ in range(5)]), None, None)
+        assert tail._events == []  # nobody reads here: nothing kept
+        assert [e.seq for e in await tail.read_after(0, 100)] == [1, 2, 3, 4, 5]
+        assert read == [1, 2, 3, 4, 5]
+        # Committed here, one event re-sent (not stored, so not offered): from memory.
+        again = validate_events([make_event() for _ in range(3)])
+        first = await commits.store(again, None, None)
+        second = await commits.store(again[:1] + validate_events([make_event()]), None, None)
+        assert (first.stored, second.stored, second.duplicates) == (3, 1, 1)
+        got = await tail.read_after(5, 100)
+        assert read == [1, 2, 3, 4, 5]
+        assert got == direct(5, 100) and [e.seq for e in got] == [6, 7, 8, 9]
+        # Another process commits (here: straight to the store); then this one again.
+        with db.writing() as conn:
+            append_events(conn, validate_events([make_event() for _ in range(2)]), None)
+        await commits.store(validate_events([make_event() for _ in range(2)]), None, None)
+        assert tail._events[-1].seq == 9  # not taken: it would skip 10 and 11
+        got = await tail.read_after(9, 100)
+        assert got == direct(9, 100) and [e.seq for e in got] == [10, 11, 12, 13]
+        assert read == [1, 2, 3, 4, 5, 10, 11, 12, 13]
+
+    asyncio.run(scenario())
+    db.dispose()
