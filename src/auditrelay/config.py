@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     #: How long a stopping delivery loop (pause, edit, shutdown) may take to finish the
     #: request in flight and commit its cursor before it is cancelled.
     stop_grace_seconds: float = Field(default=10.0, gt=0)
+    #: A worker whose event loop has not answered the supervising process for this long
+    #: (hung, or stopped) is killed and replaced.
+    worker_timeout_seconds: float = Field(default=30.0, gt=0)
     #: Events are kept this long, and longer while a destination still owes them...
     retention_days: float = Field(default=30.0, gt=0)
     #: ...but never longer than this, even for a paused or failing destination.

@@ -18,7 +18,11 @@ them shared:
 
 The parent supervises: a worker that dies is forked again (at once: the app is loaded), a
 worker that fails at start-up (uvicorn's exit code 3: its lifespan failed) stops the service,
-since a new one would fail the same way. SIGTERM or SIGINT stops the workers gracefully,
+since a new one would fail the same way. A worker whose event loop stops answering the
+parent's pings (every `HEALTH_INTERVAL_SECONDS`, over a socket pair; answered by the loop
+itself, so a loop blocked or a process stopped is what it finds) for
+`AUDITRELAY_WORKER_TIMEOUT_SECONDS` is killed, and so replaced: what it had not answered 202
+for was not acknowledged, and its clients send it again. SIGTERM or SIGINT stops the workers gracefully,
 then the parent. Workers die with the parent, however it dies (`PR_SET_PDEATHSIG`), so none
 lives on holding the port and delivering. Each worker listens on a socket of its own
 (`auditrelay.listening`).
@@ -26,6 +30,7 @@ lives on holding the port and delivering. Each worker listens on a socket of its
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import ctypes.util
@@ -33,12 +38,15 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from typing import Any
+
+import uvicorn
 
 from auditrelay.config import Settings
 from auditrelay.listening import ReusePortSocket, listening_socket
@@ -49,6 +57,8 @@ log = logging.getLogger("auditrelay.workers")
 STARTUP_FAILURE = 3
 #: glibc's `mallopt` parameter for the number of arenas.
 _M_ARENA_MAX = -8
+#: How often the parent pings each worker's event loop.
+HEALTH_INTERVAL_SECONDS = 1.0
 
 
 def run_in_child(target: Callable[[], None]) -> int:
@@ -78,7 +88,6 @@ def serve_workers(
     """Load the app, `prepare` the store in a child process, fork `count` workers, and
     supervise them until SIGTERM or SIGINT."""
     _limit_malloc_arenas()
-    import uvicorn
 
     from auditrelay.api import create_app
     from auditrelay.store import load_driver
@@ -100,46 +109,128 @@ def serve_workers(
         raise RuntimeError(f"threads started before the workers were forked: {threading.enumerate()}")
 
     parent = os.getpid()
+    workers: list[_Worker] = []
 
-    def worker() -> None:
-        placeholder.close()
-        _die_with_parent(parent)
-        config = uvicorn.Config(app, **options)
-        uvicorn.Server(config).run(sockets=[listening_socket(settings.host, settings.port)])
+    def start_worker() -> _Worker:
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+
+        def worker() -> None:
+            placeholder.close()
+            ours.close()
+            for other in workers:  # the parent's ends of the other workers' channels
+                other.channel.close()
+            _die_with_parent(parent)
+            config = uvicorn.Config(app, **options)
+            _AnsweringServer(config, theirs).run(sockets=[listening_socket(settings.host, settings.port)])
+
+        pid = _fork(worker, previous)
+        theirs.close()
+        return _Worker(pid, ours)
 
     stopping: list[int] = []
     previous = {
         sig: signal.signal(sig, lambda number, frame: stopping.append(number))
         for sig in (signal.SIGTERM, signal.SIGINT)
     }
-    workers = [_fork(worker, previous) for _ in range(count)]
-    log.info("started %d workers from process %d: %s", count, parent, ", ".join(map(str, workers)))
+    for _ in range(count):
+        workers.append(start_worker())
+    log.info("started %d workers from process %d: %s", count, parent, ", ".join(str(w.pid) for w in workers))
     failed = False
     try:
         while not stopping and not failed:
             time.sleep(0.5)
-            for index, pid in enumerate(workers):
-                done, status = os.waitpid(pid, os.WNOHANG)
+            for index, current in enumerate(workers):
+                done, status = os.waitpid(current.pid, os.WNOHANG)
                 if done == 0:
+                    current.check(settings.worker_timeout_seconds)
                     continue
                 code = _exit_code(status)
                 if code == STARTUP_FAILURE:
-                    log.error("worker %d failed to start; stopping the service", pid)
+                    log.error("worker %d failed to start; stopping the service", current.pid)
                     failed = True
                     break
-                replacement = _fork(worker, previous)
-                log.warning("worker %d died (exit code %d); started worker %d", pid, code, replacement)
+                current.channel.close()
+                replacement = start_worker()
+                log.warning(
+                    "worker %d died (exit code %d); started worker %d", current.pid, code, replacement.pid
+                )
                 workers[index] = replacement
     finally:
-        for pid in workers:
+        for current in workers:
             with contextlib.suppress(ProcessLookupError):  # reaped above
-                os.kill(pid, signal.SIGTERM)
-        for pid in workers:
+                os.kill(current.pid, signal.SIGTERM)
+        for current in workers:
             with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+                os.waitpid(current.pid, 0)
+            current.channel.close()
         placeholder.close()
     if failed:
         sys.exit("auditrelay: a worker failed to start; see above")
+
+
+class _Worker:
+    """The parent's side of one worker: its pid and the channel its event loop answers on."""
+
+    def __init__(self, pid: int, channel: socket.socket) -> None:
+        self.pid = pid
+        self.channel = channel
+        #: When its loop last answered; None until the first answer (it is starting: a slow
+        #: start is not a hang, and a failed one exits by itself).
+        self.answered_at: float | None = None
+        self.asked_at = 0.0
+        self.killed = False
+
+    def check(self, timeout: float) -> None:
+        """Read its answers, ask again when due, and kill it when it has been silent too long."""
+        now = time.monotonic()
+        try:
+            while self.channel.recv(64):
+                self.answered_at = now
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            return  # its end is gone: it is dying, and waitpid will say so
+        if now - self.asked_at >= HEALTH_INTERVAL_SECONDS:
+            self.asked_at = now
+            with contextlib.suppress(OSError):  # full or closed: the silence will tell
+                self.channel.send(b"?")
+        if self.answered_at is not None and now - self.answered_at > timeout and not self.killed:
+            log.error(
+                "worker %d has not answered for %.0f s (AUDITRELAY_WORKER_TIMEOUT_SECONDS); killing it",
+                self.pid,
+                now - self.answered_at,
+            )
+            self.killed = True
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+
+class _AnsweringServer(uvicorn.Server):
+    """uvicorn's server, whose event loop answers the parent's pings once it has started."""
+
+    def __init__(self, config: uvicorn.Config, channel: socket.socket) -> None:
+        super().__init__(config)
+        self._channel = channel
+        channel.setblocking(False)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.should_exit:
+            asyncio.get_running_loop().add_reader(self._channel.fileno(), self._answer)
+
+    def _answer(self) -> None:
+        try:
+            asked = self._channel.recv(64)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            asked = b""
+        if not asked:  # the parent is gone (and takes this process with it)
+            asyncio.get_running_loop().remove_reader(self._channel.fileno())
+            return
+        with contextlib.suppress(OSError):
+            self._channel.send(b"!")
 
 
 def _fork(target: Callable[[], None], handlers: dict[signal.Signals, Any]) -> int:

@@ -4,6 +4,7 @@ over when it dies. The service runs with two worker processes in every e2e test 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -139,6 +140,38 @@ def test_a_worker_that_dies_is_replaced_and_the_port_keeps_answering(fresh_servi
         return new[0] if len(now) == 2 and killed not in now and new else None
 
     new = wait_until(replacement, timeout=10, what="a new worker in place of the one killed")
+    ready = re.compile(rf"ready on \w+ \(process {new}\b")
+    wait_until(lambda: ready.search(service.log(whole=True)), timeout=10, what="the new worker ready")
+    for _ in range(8):  # a new connection each: whichever worker's socket takes it answers
+        assert httpx.get(f"{service.base_url}/readyz", timeout=5).status_code == 200
+
+
+def test_a_worker_that_stops_answering_is_killed_and_replaced(fresh_service: Service) -> None:
+    """A worker whose event loop no longer answers the parent's pings (here: a stopped
+    process; a blocked loop looks the same) is killed after the timeout and replaced."""
+    fresh_service.extra_env["AUDITRELAY_WORKER_TIMEOUT_SECONDS"] = "2"
+    service = fresh_service.start()
+    workers = wait_until(
+        lambda: sorted(children_of(service.pid)) if len(children_of(service.pid)) == 2 else None
+    )
+    time.sleep(3)  # past the timeout, answering: a healthy worker is left alone
+    assert sorted(children_of(service.pid)) == workers, service.log()
+    hung = next(pid for pid in workers if pid not in leaders(service))
+    os.kill(hung, signal.SIGSTOP)
+    try:
+        killed = re.compile(rf"worker {hung} has not answered for \d+ s")
+        wait_until(lambda: killed.search(service.log(whole=True)), timeout=15, what="the hung worker killed")
+        wait_until(lambda: not alive(hung), timeout=10, what="the hung worker gone")
+
+        def replacement() -> int | None:
+            now = children_of(service.pid)
+            new = [pid for pid in now if pid not in workers]
+            return new[0] if len(now) == 2 and new else None
+
+        new = wait_until(replacement, timeout=10, what="a new worker in place of the hung one")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(hung, signal.SIGCONT)
     ready = re.compile(rf"ready on \w+ \(process {new}\b")
     wait_until(lambda: ready.search(service.log(whole=True)), timeout=10, what="the new worker ready")
     for _ in range(8):  # a new connection each: whichever worker's socket takes it answers
