@@ -543,8 +543,16 @@ def test_the_cursor_passes_only_the_longest_run_of_accepted_requests() -> None:
         harness = Harness([event(n) for n in range(1, 1001)], answer, windowed(max_in_flight=16))
         task = asyncio.create_task(harness.loop.run())
         await until(lambda: harness.ledger.cursor_at == 299)
-        await until(lambda: harness.loop.in_flight == 1)
-        await asyncio.sleep(0.05)  # the last commits land, and free the slots they held
+        window = harness.loop._window
+
+        def blocked() -> bool:
+            # Only event 300 in flight, the window full, and every slot held by a request
+            # past the cursor (the commits up to 299 have freed theirs): nothing more may go
+            # until event 300 is answered. A state, not a delay: it holds under any load.
+            beyond = len(harness.sender.sent) - 299
+            return harness.loop.in_flight == 1 and window.full and window.in_flight == beyond
+
+        await until(blocked)
         sent = len(harness.sender.sent)
         await asyncio.sleep(0.05)
         assert harness.ledger.cursor_at == 299, "answers after event 300 do not move the cursor past it"
