@@ -3,11 +3,15 @@ each id once; and a lost race on an id leaves no gap in the sequence numbers."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy.exc import IntegrityError
 
+from auditrelay.config import Settings
 from auditrelay.events import ValidEvent, validate_events
-from auditrelay.store import Database, append_events, event_log, head_seq, read_after
+from auditrelay.store import Database, append_events, event_log, head_seq, read_after, upgrade_to_head
+from tests.conftest import Databases
 from tests.support import make_event
 
 
@@ -80,3 +84,34 @@ def test_an_id_committed_after_the_lookup_fails_the_append_without_a_gap(
     with db.reading() as conn:
         assert head_seq(conn) == 2
         assert [e.seq for e in read_after(conn, 0, 10)] == [1, 2]
+
+
+def test_the_duplicate_lookup_on_postgresql_keeps_to_the_unique_index_however_the_log_grows(
+    databases: Databases, tmp_path: Path
+) -> None:
+    """The lookup is prepared once per connection, and its plan then kept: made while the
+    log is empty and never analyzed, it must still be an index scan when the log is large
+    (a sequential scan of the whole log for every batch was 44 ms at 300,000 events)."""
+    db = Database(Settings(database_url=databases.url("postgresql"), data_dir=tmp_path))
+    upgrade_to_head(db)
+    batch = validate_events([make_event() for _ in range(50)])
+    try:
+        with db.writing() as conn:
+            for _ in range(8):  # past the custom plans PostgreSQL tries before a generic one
+                assert event_log._stored_ids_postgresql(conn, batch) == set()
+            conn.exec_driver_sql(
+                "INSERT INTO events SELECT g, 'id-' || g, NULL, 'a.b', NULL, 1, 1, 'x'::bytea, NULL "
+                "FROM generate_series(1, 50000) AS g"
+            )
+            assert event_log._stored_ids_postgresql(conn, batch) == set()
+            (name,) = conn.exec_driver_sql(
+                "SELECT name FROM pg_prepared_statements WHERE statement LIKE 'SELECT id, org FROM events%%'"
+            ).one()
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = on")  # the plan kept must not need it
+            plan = "\n".join(
+                row[0] for row in conn.exec_driver_sql(f"EXPLAIN EXECUTE {name}('{{id-1,id-2}}')")
+            )
+            conn.rollback()
+    finally:
+        db.dispose()
+    assert "ux_events_id_key" in plan and "Seq Scan" not in plan, plan

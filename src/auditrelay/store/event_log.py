@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from auditrelay.errors import FieldError, RetryLater, ValidationError
 from auditrelay.events import ValidEvent
 from auditrelay.model import AppendResult, StoredEvent
-from auditrelay.store.database import BINARY_RESULTS, Database
+from auditrelay.store.database import BINARY_RESULTS, PREPARED, Database
 from auditrelay.store.notifications import CHANNEL
 from auditrelay.store.tables import events, log_head, orgs
 
@@ -244,6 +244,11 @@ def _append_sqlite(
 # format (`%b`: bytes as they are, not hex-escaped in an array literal). One statement for a
 # whole batch costs PostgreSQL one parse and one plan instead of one per row.
 _STORED_IDS_POSTGRESQL = "SELECT id, org FROM events WHERE id = ANY(%b::text[])"
+# The lookup must go through the unique index whatever the statistics say: a table never
+# analyzed (autovacuum off, or not yet run) had PostgreSQL scan the whole log for every
+# batch, 44 ms at 300,000 events, and the lookup's plan, prepared once (`PREPARED`), would
+# keep that choice for good. For this transaction only.
+_NO_SEQUENTIAL_SCAN = "SET LOCAL enable_seqscan = off"
 
 # One statement, one round trip: take the log lock and the numbers (the UPDATE row-locks
 # `log_head` until commit, as on SQLite), insert the batch numbered `head - n + 1 ..
@@ -266,7 +271,9 @@ SELECT head.head, pg_notify('{CHANNEL}', '') FROM head"""
 
 def _stored_ids_postgresql(conn: Connection, batch: Sequence[ValidEvent]) -> set[EventKey]:
     ids = [event.id for event in batch]
-    return {(row[0], row[1]) for row in conn.exec_driver_sql(_STORED_IDS_POSTGRESQL, (ids,))}
+    conn.exec_driver_sql(_NO_SEQUENTIAL_SCAN)
+    rows = conn.exec_driver_sql(_STORED_IDS_POSTGRESQL, (ids,), execution_options={PREPARED: True})
+    return {(row[0], row[1]) for row in rows}
 
 
 def _append_postgresql(
@@ -283,7 +290,9 @@ def _append_postgresql(
         "bodies": [e.body for e, _ in fresh],
         "tokens": [e.token_id or token_id for e, _ in fresh],
     }
-    return int(conn.exec_driver_sql(_APPEND_POSTGRESQL, params).scalar_one())
+    return int(
+        conn.exec_driver_sql(_APPEND_POSTGRESQL, params, execution_options={PREPARED: True}).scalar_one()
+    )
 
 
 def _read_range_sql(paramstyle: str) -> str:
