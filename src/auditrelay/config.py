@@ -61,7 +61,8 @@ class Settings(BaseSettings):
     stop_grace_seconds: float = Field(default=10.0, gt=0)
     #: A worker whose event loop has not answered the supervising process for this long
     #: (hung, or stopped) is killed and replaced.
-    worker_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: At least 3 s: the parent pings every second and reads the answers twice a second.
+    worker_timeout_seconds: float = Field(default=30.0, ge=3)
     #: Events are kept this long, and longer while a destination still owes them...
     retention_days: float = Field(default=30.0, gt=0)
     #: ...but never longer than this, even for a paused or failing destination.

@@ -188,7 +188,7 @@ def parse_events(raw: bytes, content_type: str | None, max_events: int) -> tuple
     elif media_type in ("application/json", "text/json", "text/plain") or media_type.endswith("+json"):
         if not raw.strip():
             raise MalformedRequest("the request body is empty; send one event, a JSON array or NDJSON")
-        items, brackets = _split_array(raw) or _whole_body(raw)
+        items, brackets = _split_array(raw, max_events) or _whole_body(raw)
     else:
         from auditrelay.errors import UnsupportedMediaType
 
@@ -207,20 +207,23 @@ def parse_events(raw: bytes, content_type: str | None, max_events: int) -> tuple
 _RAW_ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
 
 
-def _split_array(raw: bytes) -> tuple[list[Any], list[int]] | None:
+def _split_array(raw: bytes, max_events: int) -> tuple[list[Any], list[int]] | None:
     """The elements of a JSON array body and their bracket counts; None when the body is
-    not an array, or not valid JSON (then `_whole_body` says so, in orjson's words)."""
+    not an array, or not valid JSON, or nests deeper than msgspec decodes (then
+    `_whole_body` answers, in orjson's words, as it did before the split)."""
     if raw.lstrip()[:1] != b"[":
         return None
     try:
         elements = _RAW_ARRAY.decode(raw)
+        if len(elements) > max_events:  # refused before any element is decoded
+            raise PayloadTooLarge(f"at most {max_events} events are accepted per request")
         items: list[Any] = []
         brackets: list[int] = []
         for element in elements:
             text = bytes(element)
             items.append(orjson.loads(text))
             brackets.append(text.count(b"{") + text.count(b"["))
-    except (msgspec.DecodeError, orjson.JSONDecodeError):
+    except (msgspec.DecodeError, orjson.JSONDecodeError, RecursionError):
         return None
     return items, brackets
 

@@ -175,18 +175,29 @@ class _Worker:
     def __init__(self, pid: int, channel: socket.socket) -> None:
         self.pid = pid
         self.channel = channel
-        #: When its loop last answered; None until the first answer (it is starting: a slow
-        #: start is not a hang, and a failed one exits by itself).
-        self.answered_at: float | None = None
+        #: Whether its loop has answered once: until then it is starting (a slow start is
+        #: not a hang, and a failed one exits by itself).
+        self.started = False
+        #: When the oldest ping not answered yet was sent (None: all answered).
+        self.waiting_since: float | None = None
         self.asked_at = 0.0
+        self.checked_at = time.monotonic()
         self.killed = False
 
     def check(self, timeout: float) -> None:
-        """Read its answers, ask again when due, and kill it when it has been silent too long."""
+        """Read its answers, ask again when due, and kill it when a ping has gone
+        unanswered for `timeout` seconds."""
         now = time.monotonic()
+        if now - self.checked_at > 3 * HEALTH_INTERVAL_SECONDS:
+            # This process did not run for a while (stopped, frozen, starved): the worker
+            # may not have had its turn either. Measure afresh rather than kill on a gap
+            # that was the parent's.
+            self.waiting_since = None
+        self.checked_at = now
         try:
             while self.channel.recv(64):
-                self.answered_at = now
+                self.started = True
+                self.waiting_since = None
         except (BlockingIOError, InterruptedError):
             pass
         except OSError:
@@ -195,11 +206,14 @@ class _Worker:
             self.asked_at = now
             with contextlib.suppress(OSError):  # full or closed: the silence will tell
                 self.channel.send(b"?")
-        if self.answered_at is not None and now - self.answered_at > timeout and not self.killed:
+            if self.waiting_since is None:
+                self.waiting_since = now
+        silent = now - self.waiting_since if self.waiting_since is not None else 0.0
+        if self.started and silent > timeout and not self.killed:
             log.error(
                 "worker %d has not answered for %.0f s (AUDITRELAY_WORKER_TIMEOUT_SECONDS); killing it",
                 self.pid,
-                now - self.answered_at,
+                silent,
             )
             self.killed = True
             with contextlib.suppress(ProcessLookupError):

@@ -149,12 +149,12 @@ def test_a_worker_that_dies_is_replaced_and_the_port_keeps_answering(fresh_servi
 def test_a_worker_that_stops_answering_is_killed_and_replaced(fresh_service: Service) -> None:
     """A worker whose event loop no longer answers the parent's pings (here: a stopped
     process; a blocked loop looks the same) is killed after the timeout and replaced."""
-    fresh_service.extra_env["AUDITRELAY_WORKER_TIMEOUT_SECONDS"] = "2"
+    fresh_service.extra_env["AUDITRELAY_WORKER_TIMEOUT_SECONDS"] = "3"  # the least allowed
     service = fresh_service.start()
     workers = wait_until(
         lambda: sorted(children_of(service.pid)) if len(children_of(service.pid)) == 2 else None
     )
-    time.sleep(3)  # past the timeout, answering: a healthy worker is left alone
+    time.sleep(4.5)  # past the timeout, answering: a healthy worker is left alone
     assert sorted(children_of(service.pid)) == workers, service.log()
     hung = next(pid for pid in workers if pid not in leaders(service))
     os.kill(hung, signal.SIGSTOP)

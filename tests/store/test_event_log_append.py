@@ -99,6 +99,11 @@ def test_the_duplicate_lookup_on_postgresql_keeps_to_the_unique_index_however_th
         with db.writing() as conn:
             for _ in range(8):  # past the custom plans PostgreSQL tries before a generic one
                 assert event_log._stored_ids_postgresql(conn, batch) == set()
+                # Neither the setting nor the preparing reaches the statements that follow.
+                assert conn.exec_driver_sql("SHOW enable_seqscan").scalar() == "on"
+                assert conn.exec_driver_sql("SELECT 'not prepared'").scalar() == "not prepared"
+            prepared = conn.exec_driver_sql("SELECT statement FROM pg_prepared_statements").scalars().all()
+            assert len(prepared) == 1 and "not prepared" not in prepared[0], prepared
             conn.exec_driver_sql(
                 "INSERT INTO events SELECT g, 'id-' || g, NULL, 'a.b', NULL, 1, 1, 'x'::bytea, NULL "
                 "FROM generate_series(1, 50000) AS g"

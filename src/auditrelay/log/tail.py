@@ -89,9 +89,10 @@ class LogTail:
     def offer(self, events: Sequence[StoredEvent]) -> None:
         """Events just committed, in log order: appended when they continue the window.
 
-        Left to the database otherwise: when the window is empty (no loop reads here, and
-        an idle process keeps no memory of the log), when a refresh is under way (it may be
-        reading these very events), or when they do not follow its last event."""
+        Left to the database otherwise: when the window is empty (no loop has read here:
+        a process that does not deliver keeps no events), when a refresh is under way (it
+        may be reading these very events), or when they do not follow its last event. Once
+        loops read here, the window keeps up to its bounds even while they are all paused."""
         if not events or not self._events or self._lock.locked():
             return
         if events[0].seq != self._events[-1].seq + 1:

@@ -218,7 +218,9 @@ def _results_in_binary_on_request(engine: Engine) -> None:
     the decoding's CPU. In binary the bytes come as they are stored.
 
     Statements run with `PREPARED` are prepared on the server: psycopg's threshold is set
-    before every statement, so that one failing cannot leave it set for the next."""
+    before each statement SQLAlchemy executes and set back after it. Only the driver's own
+    statements (the pool's ping) bypass the hooks: one after a failed prepared statement
+    may be prepared too, which is harmless."""
     from psycopg.pq import Format
 
     @event.listens_for(engine, "before_cursor_execute")
@@ -229,6 +231,12 @@ def _results_in_binary_on_request(engine: Engine) -> None:
         if options.get(BINARY_RESULTS):
             cursor.format = Format.BINARY
         cursor.connection.prepare_threshold = 0 if options.get(PREPARED) else None
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _unprepared_again(
+        _conn: Connection, cursor: Any, _sql: str, _params: Any, _context: Any, _many: bool
+    ) -> None:
+        cursor.connection.prepare_threshold = None
 
 
 def _sqlite_engine(url: str, synchronous: str, pool_size: int) -> Engine:

@@ -247,8 +247,10 @@ _STORED_IDS_POSTGRESQL = "SELECT id, org FROM events WHERE id = ANY(%b::text[])"
 # The lookup must go through the unique index whatever the statistics say: a table never
 # analyzed (autovacuum off, or not yet run) had PostgreSQL scan the whole log for every
 # batch, 44 ms at 300,000 events, and the lookup's plan, prepared once (`PREPARED`), would
-# keep that choice for good. For this transaction only.
+# keep that choice for good. For the lookup only: set back at once, so the statements that
+# follow in the transaction (the admin's writes too append events) plan as usual.
 _NO_SEQUENTIAL_SCAN = "SET LOCAL enable_seqscan = off"
+_SEQUENTIAL_SCAN_AGAIN = "SET LOCAL enable_seqscan TO DEFAULT"
 
 # One statement, one round trip: take the log lock and the numbers (the UPDATE row-locks
 # `log_head` until commit, as on SQLite), insert the batch numbered `head - n + 1 ..
@@ -273,7 +275,9 @@ def _stored_ids_postgresql(conn: Connection, batch: Sequence[ValidEvent]) -> set
     ids = [event.id for event in batch]
     conn.exec_driver_sql(_NO_SEQUENTIAL_SCAN)
     rows = conn.exec_driver_sql(_STORED_IDS_POSTGRESQL, (ids,), execution_options={PREPARED: True})
-    return {(row[0], row[1]) for row in rows}
+    found = {(row[0], row[1]) for row in rows}
+    conn.exec_driver_sql(_SEQUENTIAL_SCAN_AGAIN)
+    return found
 
 
 def _append_postgresql(
