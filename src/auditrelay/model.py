@@ -8,7 +8,6 @@ or an HTTP client. The one value made per event on the delivery path, `StoredEve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -47,8 +46,6 @@ class AppendResult:
     already_stored: tuple[str, ...] = ()
     #: Of those, the ids whose stored event differs from the one sent now (it is kept).
     conflicts: tuple[str, ...] = ()
-    #: The events stored, as a read of the log would return them (`log.LogTail.offer`).
-    appended: Sequence[StoredEvent] = ()
 
 
 @dataclass(frozen=True, slots=True)

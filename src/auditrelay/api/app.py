@@ -104,7 +104,7 @@ def create_app(settings: Settings) -> FastAPI:
         wakeups = coordinator.wakeups
         app.state.settings = settings
         app.state.db = db
-        app.state.ingest_commits = IngestCommits(db, tail=coordinator.tail)
+        app.state.ingest_commits = IngestCommits(db)
         app.state.box = box  # the panel seals a new token's secret across its redirect
         app.state.wakeups = wakeups
         app.state.auth = Authenticator(db)

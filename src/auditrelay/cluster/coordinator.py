@@ -19,7 +19,7 @@ from auditrelay.cluster.lock import DeliveryLock, FileLock
 from auditrelay.cluster.signals import DESTINATIONS, EVENTS, SignalReceiver, SignalSender
 from auditrelay.config import Settings
 from auditrelay.delivery import DeliverySupervisor
-from auditrelay.log import LogTail, Wakeups, run_retention
+from auditrelay.log import Wakeups, run_retention
 from auditrelay.store import (
     CHANNEL,
     DESTINATIONS_CHANNEL,
@@ -39,9 +39,6 @@ class DeliveryCoordinator:
         self._rows = rows
         self._settings = settings
         self.wakeups = Wakeups(relay=self._relay_events)
-        #: The newest events, read once for every delivery loop of this process; ingest
-        #: offers it what it commits here.
-        self.tail = LogTail(db)
         self._lock: DeliveryLock
         self._sender: SignalSender | None = None
         if db.is_postgresql:
@@ -107,7 +104,7 @@ class DeliveryCoordinator:
         if not await asyncio.to_thread(self._lock.try_acquire):
             return
         log.info("process %d holds the delivery lock: it runs delivery and retention", os.getpid())
-        supervisor = DeliverySupervisor(self._db, self._rows, self.wakeups, self._settings, self.tail)
+        supervisor = DeliverySupervisor(self._db, self._rows, self.wakeups, self._settings)
         try:
             if self._db.is_postgresql:
                 self._listener = PostgresListener(
@@ -131,7 +128,6 @@ class DeliveryCoordinator:
         supervisor, self._supervisor = self._supervisor, None
         if supervisor is not None:
             await supervisor.stop()
-        self.tail.clear()
         await self._stop_parts()
         await asyncio.to_thread(self._lock.release)
 

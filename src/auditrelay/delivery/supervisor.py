@@ -25,14 +25,7 @@ log = logging.getLogger(__name__)
 
 
 class DeliverySupervisor:
-    def __init__(
-        self,
-        db: Database,
-        rows: DestinationRows,
-        wakeups: Wakeups,
-        settings: Settings,
-        tail: LogTail | None = None,
-    ) -> None:
+    def __init__(self, db: Database, rows: DestinationRows, wakeups: Wakeups, settings: Settings) -> None:
         self._db = db
         self._rows = rows
         self._wakeups = wakeups
@@ -44,7 +37,7 @@ class DeliverySupervisor:
         self._poke = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
-        self._tail = tail if tail is not None else LogTail(db)
+        self._tail = LogTail(db)
         self._commits = CursorCommits(db)
         self._policy = RetryPolicy.from_settings(settings)
         self._sampled_minute = -1

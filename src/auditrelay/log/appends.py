@@ -12,9 +12,6 @@ with its own outcome: `store.store_event_group` appends the requests one after a
 the transaction, so their answers (stored, already stored, conflicts) are those they would
 get one by one in that order, and a failure stores each alone so that it reaches only the
 request it belongs to.
-
-What a commit stored is offered to the process's log tail (`LogTail.offer`), so that this
-process's delivery loops need not read it back.
 """
 
 from __future__ import annotations
@@ -23,7 +20,6 @@ import asyncio
 from collections.abc import Sequence
 
 from auditrelay.events import ValidEvent
-from auditrelay.log.tail import LogTail
 from auditrelay.model import AppendResult
 from auditrelay.store import AppendRequest, Database, store_event_group
 
@@ -35,9 +31,8 @@ GROUP_EVENTS = 5_000
 class IngestCommits:
     """The group commit of ingest requests, shared by every request of a process."""
 
-    def __init__(self, db: Database, group_events: int = GROUP_EVENTS, tail: LogTail | None = None) -> None:
+    def __init__(self, db: Database, group_events: int = GROUP_EVENTS) -> None:
         self._db = db
-        self._tail = tail
         self._group_events = group_events
         self._queue: list[tuple[AppendRequest, asyncio.Future[AppendResult]]] = []
         self._task: asyncio.Task[None] | None = None
@@ -72,8 +67,6 @@ class IngestCommits:
             except Exception as exc:  # the pool itself failed (shutting down): all fail alike
                 outcomes = [exc] * len(group)
             for (_request, done), outcome in zip(group, outcomes, strict=True):
-                if self._tail is not None and isinstance(outcome, AppendResult):
-                    self._tail.offer(outcome.appended)  # durable: the commit has returned
                 if done.done():
                     continue
                 if isinstance(outcome, Exception):

@@ -15,17 +15,11 @@ their commit anyway; a larger window only kept more of those already sent in mem
 
 Sequence numbers are gapless (see docs/event-log.md), so the window is a plain list in
 which the event with `seq = s` sits at index `s - first`.
-
-Events this process has just committed are offered to the window (`offer`, by
-`IngestCommits`), so that the loops find them in memory instead of reading back what was
-written a moment ago. The window takes them only when they continue it exactly: events
-another process committed in between leave a gap, and the next refresh reads from there.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 
 from auditrelay.model import StoredEvent
 from auditrelay.store import Database, read_after
@@ -86,25 +80,6 @@ class LogTail:
                     break
         return result
 
-    def offer(self, events: Sequence[StoredEvent]) -> None:
-        """Events just committed, in log order: appended when they continue the window.
-
-        Left to the database otherwise: when the window is empty (no loop has read here:
-        a process that does not deliver keeps no events), when a refresh is under way (it
-        may be reading these very events), or when they do not follow its last event. Once
-        loops read here, the window keeps up to its bounds even while they are all paused."""
-        if not events or not self._events or self._lock.locked():
-            return
-        if events[0].seq != self._events[-1].seq + 1:
-            return
-        self._events.extend(events)
-        self._bytes += sum(len(e.body) for e in events)
-        self._trim()
-
-    def clear(self) -> None:
-        """Forget the window (delivery stopped in this process)."""
-        self._events, self._bytes = [], 0
-
     def _from_window(self, cursor: int, limit: int) -> list[StoredEvent] | None:
         if not self._events:
             return None
@@ -134,16 +109,12 @@ class LogTail:
             else:
                 self._events.extend(new)
             self._bytes += sum(len(e.body) for e in new)
-            self._trim()
-
-    def _trim(self) -> None:
-        """Keep the window within its bounds, dropping its oldest events."""
-        drop = max(0, len(self._events) - self._capacity)
-        dropped = sum(len(e.body) for e in self._events[:drop])
-        # By bytes too, keeping at least the newest event.
-        while drop < len(self._events) - 1 and self._bytes - dropped > self._capacity_bytes:
-            dropped += len(self._events[drop].body)
-            drop += 1
-        if drop:
-            self._bytes -= dropped
-            del self._events[:drop]
+            drop = max(0, len(self._events) - self._capacity)
+            dropped = sum(len(e.body) for e in self._events[:drop])
+            # By bytes too, keeping at least the newest event.
+            while drop < len(self._events) - 1 and self._bytes - dropped > self._capacity_bytes:
+                dropped += len(self._events[drop].body)
+                drop += 1
+            if drop:
+                self._bytes -= dropped
+                del self._events[:drop]

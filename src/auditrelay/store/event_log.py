@@ -164,12 +164,7 @@ def append_events(
     if not fresh:
         return AppendResult(0, len(batch), head_seq(conn), ids, conflicts)
     head = append(conn, fresh, int(time.time() * 1000), token_id)
-    first = head - len(fresh) + 1
-    appended = [
-        StoredEvent(first + n, org, e.action, e.entity_path, e.occurred_at_ms, e.body)
-        for n, (e, org) in enumerate(fresh)
-    ]
-    return AppendResult(len(fresh), len(repeated), head, ids, conflicts, appended)
+    return AppendResult(len(fresh), len(repeated), head, ids, conflicts)
 
 
 #: An event's identity in the log: its id within its organization (None: the instance's).
