@@ -149,25 +149,13 @@ def event_schema() -> dict[str, Any]:
 
 
 def parse_body(raw: bytes, content_type: str | None, max_events: int) -> list[Any]:
-    """Decode a request body into a list of raw event values (see `parse_events`)."""
-    return parse_events(raw, content_type, max_events)[0]
-
-
-def parse_events(raw: bytes, content_type: str | None, max_events: int) -> tuple[list[Any], list[int]]:
-    """Decode a request body into a list of raw event values, and for each the number of
-    `{` and `[` bytes in its JSON text.
+    """Decode a request body into a list of raw event values.
 
     Accepts one JSON object, a JSON array of objects, or NDJSON (one object per line) when
     the content type says so. Raises `MalformedRequest` with the line/position when the
     bytes are not JSON, and `PayloadTooLarge` past `max_events`.
-
-    The counts bound how deep each event can nest (every level opens one), so that
-    `validate_events` walks only an event with more than `MAX_NESTING_DEPTH` of them. To
-    count per event, an array is first split into its elements' bytes by msgspec (in C,
-    without building them), each then decoded by orjson as a whole body would be.
     """
     media_type = (content_type or "application/json").split(";", 1)[0].strip().lower()
-    brackets: list[int] = []
     if media_type in (
         "application/x-ndjson",
         "application/ndjson",
@@ -182,13 +170,16 @@ def parse_events(raw: bytes, content_type: str | None, max_events: int) -> tuple
                 items.append(orjson.loads(line))
             except orjson.JSONDecodeError as exc:
                 raise MalformedRequest(f"line {line_number} is not valid JSON: {exc}") from exc
-            brackets.append(line.count(b"{") + line.count(b"["))
             if len(items) > max_events:
                 break
     elif media_type in ("application/json", "text/json", "text/plain") or media_type.endswith("+json"):
         if not raw.strip():
             raise MalformedRequest("the request body is empty; send one event, a JSON array or NDJSON")
-        items, brackets = _split_array(raw, max_events) or _whole_body(raw)
+        try:
+            decoded = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedRequest(f"the body is not valid JSON: {exc}") from exc
+        items = decoded if isinstance(decoded, list) else [decoded]
     else:
         from auditrelay.errors import UnsupportedMediaType
 
@@ -201,42 +192,7 @@ def parse_events(raw: bytes, content_type: str | None, max_events: int) -> tuple
         )
     if len(items) > max_events:
         raise PayloadTooLarge(f"at most {max_events} events are accepted per request")
-    return items, brackets
-
-
-_RAW_ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
-
-
-def _split_array(raw: bytes, max_events: int) -> tuple[list[Any], list[int]] | None:
-    """The elements of a JSON array body and their bracket counts; None when the body is
-    not an array, or not valid JSON, or nests deeper than msgspec decodes (then
-    `_whole_body` answers, in orjson's words, as it did before the split)."""
-    if raw.lstrip()[:1] != b"[":
-        return None
-    try:
-        elements = _RAW_ARRAY.decode(raw)
-        if len(elements) > max_events:  # refused before any element is decoded
-            raise PayloadTooLarge(f"at most {max_events} events are accepted per request")
-        items: list[Any] = []
-        brackets: list[int] = []
-        for element in elements:
-            text = bytes(element)
-            items.append(orjson.loads(text))
-            brackets.append(text.count(b"{") + text.count(b"["))
-    except (msgspec.DecodeError, orjson.JSONDecodeError, RecursionError):
-        return None
-    return items, brackets
-
-
-def _whole_body(raw: bytes) -> tuple[list[Any], list[int]]:
-    try:
-        decoded = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedRequest(f"the body is not valid JSON: {exc}") from exc
-    if isinstance(decoded, list):
-        # Not split (only a body msgspec and orjson disagree on gets here): no bounds.
-        return decoded, [MAX_NESTING_DEPTH + 1] * len(decoded)
-    return [decoded], [raw.count(b"{") + raw.count(b"[")]
+    return items
 
 
 def validate_events(
@@ -244,12 +200,8 @@ def validate_events(
     now: datetime | None = None,
     max_event_bytes: int | None = None,
     sender_org: str | None = None,
-    brackets: Sequence[int] | None = None,
 ) -> list[ValidEvent]:
     """Validate every item; all-or-nothing: any error rejects the whole batch with all errors.
-
-    `brackets`, from `parse_events`, spares walking an event whose count shows it cannot
-    nest too deep; without them every event is walked.
 
     `sender_org` is the sending token's organization: an event that names none gets it, in
     its body too. One naming another keeps it here; refusing it is the caller's part (403).
@@ -262,8 +214,7 @@ def validate_events(
     errors: list[FieldError] = []
     valid: list[ValidEvent] = []
     for index, item in enumerate(items):
-        shallow = brackets is not None and brackets[index] <= MAX_NESTING_DEPTH
-        event = _accept_valid(item, received, sender_org, shallow)
+        event = _accept_valid(item, received, sender_org)
         if event is not None:
             valid.append(event)
             continue
@@ -347,12 +298,10 @@ def _refuse(_field: str, _message: str) -> None:
     raise _Refused
 
 
-def _accept_valid(
-    item: Any, received: datetime, sender_org: str | None, shallow: bool = False
-) -> ValidEvent | None:
+def _accept_valid(item: Any, received: datetime, sender_org: str | None) -> ValidEvent | None:
     """The event, when the C-level check of its shape and the few checks it cannot make
     (the action's and id's patterns, a user actor's user, the IP address, the time, the
-    nesting bound, unless `shallow` says it holds) all pass; else None,
+    nesting bound) all pass; else None,
     and the caller runs the hand-written check for the messages."""
     if type(item) is not dict:
         return None
@@ -373,7 +322,7 @@ def _accept_valid(
             ipaddress.IPv6Address(context.ip_address)
         except ValueError:
             return None
-    if not shallow and _nests_deeper(item, MAX_NESTING_DEPTH):
+    if _nests_deeper(item, MAX_NESTING_DEPTH):
         return None
     try:
         timestamp, occurred_ms = _check_timestamp(shape.timestamp, received, _refuse)

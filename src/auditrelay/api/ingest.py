@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from auditrelay.api.auth import require_ingest
 from auditrelay.errors import FieldError, Forbidden, MalformedRequest, PayloadTooLarge, UnsupportedMediaType
-from auditrelay.events import ValidEvent, event_schema, parse_events, refuse_reserved, validate_events
+from auditrelay.events import ValidEvent, event_schema, parse_body, refuse_reserved, validate_events
 from auditrelay.metrics import EVENTS_CONFLICTING, EVENTS_DUPLICATE, EVENTS_INGESTED
 from auditrelay.security import Principal
 
@@ -127,10 +127,8 @@ async def ingest_events(
     settings = state.settings
     raw = await read_body(request, settings.max_request_bytes)
     raw = decode_body(raw, request.headers.get("content-encoding"), settings.max_request_bytes)
-    items, brackets = parse_events(raw, request.headers.get("content-type"), settings.max_events_per_request)
-    events = validate_events(
-        items, max_event_bytes=settings.max_event_bytes, sender_org=principal.org, brackets=brackets
-    )
+    items = parse_body(raw, request.headers.get("content-type"), settings.max_events_per_request)
+    events = validate_events(items, max_event_bytes=settings.max_event_bytes, sender_org=principal.org)
     refuse_reserved(events)
     if principal.org is not None:
         refuse_other_orgs(events, principal.org)
