@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from auditrelay.config import Settings
 from auditrelay.delivery.http1 import (
@@ -132,7 +133,7 @@ class HttpSender:
         # Made here, not in __init__: a sender never entered leaves no session to close.
         # Only an https destination needs a TLS context: loading the system's CAs cost 52 ms
         # of CPU and 2.5 MB of memory (measured in a bare interpreter).
-        if self._url.lower().startswith("https:"):
+        if urlsplit(self._url).scheme == "https":
             try:
                 self._ssl = ssl_context(self._tls)
             except TlsSettingsError as exc:

@@ -110,18 +110,12 @@ class SplunkHecKind(DestinationKind):
 
 
 def _envelope(event: StoredEvent, middle: bytes) -> bytes:
-    """One event's envelope: its time, the fixed fields and `event`, its stored bytes."""
+    """One event's envelope: its time in epoch seconds with milliseconds, exact (no float),
+    as HEC's `time` wants it, the fixed fields, and `event`, its stored bytes."""
     millis = event.occurred_at_ms
-    if millis >= 0:  # every event's since validation: one format, no call
-        return b'{"time":%d.%03d%s%s}' % (millis // 1000, millis % 1000, middle, event.body)
-    return b'{"time":%s%s%s}' % (_epoch_seconds(millis), middle, event.body)
-
-
-def _epoch_seconds(millis: int) -> bytes:
-    """Epoch seconds with milliseconds, exact (no float), as HEC's `time` wants them."""
-    sign = b"-" if millis < 0 else b""
     whole, fraction = divmod(abs(millis), 1000)
-    return b"%s%d.%03d" % (sign, whole, fraction)
+    sign = b"-" if millis < 0 else b""
+    return b'{"time":%s%d.%03d%s%s}' % (sign, whole, fraction, middle, event.body)
 
 
 def _hec_answer(body: bytes) -> tuple[int | None, str]:
