@@ -51,3 +51,30 @@ def test_the_port_stays_reserved_against_programs_without_reuseport() -> None:
         other.close()
     finally:
         placeholder.close()
+
+
+def test_connections_accepted_on_a_workers_socket_have_nagle_off() -> None:
+    """asyncio sets `TCP_NODELAY` on accepted sockets only when the listener's `proto` is TCP;
+    without it an answer written as head then body waits for the client's delayed ACK (40 ms)."""
+    import asyncio
+
+    async def accept_one() -> int:
+        sock = listening_socket("127.0.0.1", 0)
+        accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def on_connection(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            server_side = writer.get_extra_info("socket")
+            accepted.set_result(server_side.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        # What uvicorn does with the sockets it is given.
+        server = await asyncio.start_server(on_connection, sock=sock)
+        async with server:
+            port = sock.getsockname()[1]
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                return await asyncio.wait_for(accepted, 5)
+            finally:
+                writer.close()
+
+    assert asyncio.run(accept_one()) != 0

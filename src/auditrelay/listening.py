@@ -21,9 +21,15 @@ import socket
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
-    """A socket bound to `host:port` with `SO_REUSEPORT` (not listening yet)."""
+    """A socket bound to `host:port` with `SO_REUSEPORT` (not listening yet).
+
+    Made with `IPPROTO_TCP` named, not the default protocol 0: asyncio turns Nagle's
+    algorithm off (`TCP_NODELAY`) only on sockets whose `proto` says TCP, and accepted
+    sockets inherit the listener's. With Nagle on, an answer written as a head and then a
+    body waited for the client's delayed ACK: every ingest answer took 40 ms more.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
