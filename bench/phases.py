@@ -18,7 +18,7 @@ import os
 import time
 
 from scenarios import HEC_PATH, HEC_TOKEN, Context, arrived, receiver, service_on_fresh_store
-from service import cpu_seconds, process_tree, tree_cpu_seconds
+from service import process_tree, thread_cpu_seconds, tree_cpu_seconds
 from workload import batch_bodies, ingest, new_run_prefix
 
 
@@ -56,8 +56,12 @@ def main() -> None:
         service.set_paused(destination["id"], True)
         pids = process_tree(service.pid)
 
+        def split(pid: int, before: dict[int, tuple[float, float]]) -> str:
+            main, others = thread_cpu_seconds(pid)
+            return f"{main - before[pid][0]:.2f} + {others - before[pid][1]:.2f} s"
+
         def phase(name: str, run: object) -> None:
-            per_process = {pid: cpu_seconds(pid) for pid in pids}
+            per_process = {pid: thread_cpu_seconds(pid) for pid in pids}
             cpu, server_cpu, started = tree_cpu_seconds(service.pid), postgres_cpu_seconds(), time.monotonic()
             assert callable(run)
             done = run()
@@ -65,7 +69,7 @@ def main() -> None:
             cpu = tree_cpu_seconds(service.pid) - cpu
             line = (
                 f"{name}: {count / seconds:8,.0f} events/s, service {cpu / count * 1e6:5.1f} CPU-µs/event "
-                f"(per process: {', '.join(f'{cpu_seconds(p) - per_process[p]:.2f} s' for p in pids)})"
+                f"(per process, event loop + other threads: {', '.join(split(p, per_process) for p in pids)})"
             )
             if args.backend == "postgresql":
                 line += (

@@ -75,6 +75,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid: int) -> tuple[float, float]:
+    """User + system CPU time of a process's main thread (its event loop, in a worker) and of
+    all its other threads together (the database pool's, in a worker)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    main = others = 0.0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        seconds = (int(fields[11]) + int(fields[12])) / tick
+        if int(task) == pid:
+            main = seconds
+        else:
+            others += seconds
+    return main, others
+
+
 def process_tree(pid: int) -> list[int]:
     """`pid` and all its descendants: the service is a supervisor and its worker processes."""
     children: dict[int, list[int]] = {}
