@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
@@ -56,7 +57,6 @@ def test_the_port_stays_reserved_against_programs_without_reuseport() -> None:
 def test_connections_accepted_on_a_workers_socket_have_nagle_off() -> None:
     """asyncio sets `TCP_NODELAY` on accepted sockets only when the listener's `proto` is TCP;
     without it an answer written as head then body waits for the client's delayed ACK (40 ms)."""
-    import asyncio
 
     async def accept_one() -> int:
         sock = listening_socket("127.0.0.1", 0)
