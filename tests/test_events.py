@@ -133,6 +133,16 @@ def test_an_event_nested_hundreds_of_levels_deep_is_refused_for_its_nesting() ->
     assert "more than 64 levels deep" in caught.value.errors[0].message
 
 
+def test_many_brackets_that_do_not_nest_deep_pass() -> None:
+    """The bound is checked on the stored form by counting its brackets first: brackets in
+    strings, or containers side by side, are many without being deep."""
+    brackets = "[{" * 100
+    wide = [[{"k": [n]}] for n in range(100)]  # 300 containers, 4 levels
+    (event,) = validate_events([make_event(details={"text": brackets, "wide": wide})])
+    assert orjson.loads(event.body)["details"]["text"] == brackets
+    assert event.body.count(b"[") + event.body.count(b"{") > 64
+
+
 def test_nesting_is_bounded_in_every_field_counting_the_event() -> None:
     def nested(depth: int) -> Any:
         value: Any = "leaf"

@@ -322,8 +322,6 @@ def _accept_valid(item: Any, received: datetime, sender_org: str | None) -> Vali
             ipaddress.IPv6Address(context.ip_address)
         except ValueError:
             return None
-    if _nests_deeper(item, MAX_NESTING_DEPTH):
-        return None
     try:
         timestamp, occurred_ms = _check_timestamp(shape.timestamp, received, _refuse)
     except _Refused:
@@ -331,9 +329,20 @@ def _accept_valid(item: Any, received: datetime, sender_org: str | None) -> Vali
     event_id = shape.id.lower() if shape.id is not None else str(uuid.uuid4())
     path = shape.entity.path if shape.entity is not None else None
     entity_path = path.strip("/") if path is not None else None
-    return _normalised(
-        item, event_id, shape.org, shape.action, entity_path, timestamp, occurred_ms, sender_org
-    )
+    try:
+        event = _normalised(
+            item, event_id, shape.org, shape.action, entity_path, timestamp, occurred_ms, sender_org
+        )
+    except orjson.JSONEncodeError:  # nested past orjson's own bound (255 levels)
+        return None
+    # The nesting bound, from the serialised event: it nests no deeper than it has opening
+    # brackets (those inside strings count too, so the count can only overstate it), and an
+    # event rarely has more than a dozen. Only one with more is walked, level by level: the
+    # walk of every event was a seventh of the event loop's time in a profile of ingest.
+    body = event.body
+    if body.count(b"{") + body.count(b"[") > MAX_NESTING_DEPTH and _nests_deeper(item, MAX_NESTING_DEPTH):
+        return None
+    return event
 
 
 def _normalised(
