@@ -68,25 +68,27 @@ def read_status(pid: int) -> dict[str, int]:
     return values
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process."""
-    with open(f"/proc/{pid}/stat") as stat:
+def _stat_cpu_seconds(path: str) -> float:
+    """User + system CPU time in a `/proc/.../stat` file (a process's or a thread's)."""
+    with open(path) as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process."""
+    return _stat_cpu_seconds(f"/proc/{pid}/stat")
 
 
 def thread_cpu_seconds(pid: int) -> tuple[float, float]:
     """User + system CPU time of a process's main thread (its event loop, in a worker) and of
     all its other threads together (the database pool's, in a worker)."""
-    tick = os.sysconf("SC_CLK_TCK")
     main = others = 0.0
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/{pid}/task/{task}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
+            seconds = _stat_cpu_seconds(f"/proc/{pid}/task/{task}/stat")
         except OSError:  # the thread ended meanwhile
             continue
-        seconds = (int(fields[11]) + int(fields[12])) / tick
         if int(task) == pid:
             main = seconds
         else:
